@@ -1,0 +1,47 @@
+"""``onellm <command>``: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module and exposes ``add_arguments(parser)`` and ``run(args) -> int``;
+this file only wires them up, importing a command's module when it is used (keeps ``--help`` fast).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "smoke": ("onellm.commands.smoke", "build the tiny model and run one input of every modality through it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onellm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        _lazy_arguments(p, module)
+    return parser
+
+
+def _lazy_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    # Only the chosen command's module is imported: peek at argv to find it.
+    if len(sys.argv) > 1 and COMMANDS.get(sys.argv[1], (None,))[0] == module:
+        importlib.import_module(module).add_arguments(parser)
+    else:
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = build_parser().parse_args()
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="onellm",
+    version="0.1.0",
+    description="OneLLM (CVPR 2024) on HuggingFace transformers, open_clip and DeepSpeed: one framework to align "
+                "eight modalities with language",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["onellm", "onellm.*"]),
+    install_requires=[
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "torchaudio>=2.4",
+        "transformers>=4.46",
+        "accelerate>=1.0",
+        "deepspeed>=0.15",
+        "open_clip_torch>=2.26",
+        "sentencepiece>=0.2",
+        "protobuf>=4",
+        "safetensors>=0.4",
+        "decord>=0.6",
+        "av>=12",
+        "trimesh>=4",
+        "soundfile>=0.12",
+        "numpy>=1.24",
+        "pillow>=10",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "peft>=0.13",
+        "tensorboard>=2.14",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pycocoevalcap>=1.2"],
+        "eval": ["pycocoevalcap>=1.2"],
+    },
+    entry_points={"console_scripts": ["onellm=onellm.cli:main"]},
+)
