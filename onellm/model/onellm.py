@@ -63,6 +63,22 @@ class OneLLM(nn.Module):
         self.set_trainable()
 
     # ------------------------------------------------------------------------------------------------
+    # Model directories (see onellm.checkpoint)
+    def save_pretrained(self, directory, max_shard_size: "int | str" = "5GB", tokenizer=None):
+        """Write ``config.json``, safetensors weights (sharded above ``max_shard_size``) and tokenizer files."""
+        from ..checkpoint import save_model_directory
+
+        return save_model_directory(self, directory, max_shard_size=max_shard_size, tokenizer=tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: "str | torch.device | None" = None,
+                        dtype: "torch.dtype | None" = None) -> "OneLLM":
+        """Load a model directory strictly (missing/unexpected keys are an error), in eval mode."""
+        from ..checkpoint import load_model_directory
+
+        return load_model_directory(directory, device=device, dtype=dtype)
+
+    # ------------------------------------------------------------------------------------------------
     # Trainability
     def set_trainable(self, *, encoder: bool = False, tokenizers: "bool | Iterable" = True,
                       upm: "bool | Iterable" = True, experts: bool | None = None, llm: bool = True) -> None:

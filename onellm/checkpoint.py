@@ -1,0 +1,206 @@
+"""Model directories: ``config.json`` + safetensors weights (sharded when large) + tokenizer files.
+
+Saving is atomic (written to a temporary sibling directory, then swapped in); loading is strict (a missing or
+unexpected key is an error listing them) and memory-lean: the model is built on the meta device and each shard is
+assigned in place, so a 7B model never exists twice in memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import torch
+
+from .config import OneLLMConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+FORMAT = "onellm-v1"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def _parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    s = size.strip().upper()
+    for unit, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * factor)
+    return int(s)
+
+
+def shard_state_dict(tensors: Iterable[tuple[str, torch.Tensor]], max_shard_bytes: int
+                     ) -> Iterator[dict[str, torch.Tensor]]:
+    """Group (name, tensor) pairs into shards of at most ``max_shard_bytes`` (a bigger tensor gets its own)."""
+    shard: dict[str, torch.Tensor] = {}
+    size = 0
+    for name, t in tensors:
+        nbytes = t.numel() * t.element_size()
+        if shard and size + nbytes > max_shard_bytes:
+            yield shard
+            shard, size = {}, 0
+        shard[name] = t
+        size += nbytes
+    if shard:
+        yield shard
+
+
+def write_weights(directory: Path, tensors: Iterable[tuple[str, torch.Tensor]], max_shard_size: int | str = "5GB",
+                  metadata: Mapping[str, str] | None = None) -> list[str]:
+    """Write safetensors shards (``model.safetensors`` or ``model-0000k-of-0000n.safetensors`` + index)."""
+    from safetensors.torch import save_file
+
+    meta = {"format": "pt", **(metadata or {})}
+    max_bytes = _parse_size(max_shard_size)
+    names: list[tuple[str, list[str], int]] = []
+    for k, shard in enumerate(shard_state_dict(tensors, max_bytes)):
+        fname = f"model-{k + 1:05d}.safetensors"
+        save_file({n: t.detach().contiguous().cpu() for n, t in shard.items()}, str(directory / fname), metadata=meta)
+        names.append((fname, list(shard), sum(t.numel() * t.element_size() for t in shard.values())))
+    if len(names) == 1:
+        os.replace(directory / names[0][0], directory / WEIGHTS_FILE)
+        return [WEIGHTS_FILE]
+    total = len(names)
+    weight_map, files = {}, []
+    for k, (fname, keys, _) in enumerate(names):
+        final = f"model-{k + 1:05d}-of-{total:05d}.safetensors"
+        os.replace(directory / fname, directory / final)
+        files.append(final)
+        weight_map.update({key: final for key in keys})
+    index = {"metadata": {"total_size": sum(n[2] for n in names)}, "weight_map": weight_map}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    return files
+
+
+def weight_files(directory: Path) -> list[Path]:
+    if (directory / INDEX_FILE).exists():
+        index = json.loads((directory / INDEX_FILE).read_text())
+        return [directory / f for f in sorted(set(index["weight_map"].values()))]
+    if (directory / WEIGHTS_FILE).exists():
+        return [directory / WEIGHTS_FILE]
+    raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}")
+
+
+class atomic_directory:
+    """``with atomic_directory(path) as tmp:`` write into ``tmp``; on success it replaces ``path``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
+        if self.path.exists():
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_model_directory(model, directory: str | Path, max_shard_size: int | str = "5GB",
+                         state_dict: Mapping[str, torch.Tensor] | None = None, tokenizer=None) -> Path:
+    """Write ``config.json``, weights and tokenizer files of ``model`` to ``directory`` atomically."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    state = state_dict if state_dict is not None else model.state_dict()
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    with atomic_directory(directory) as tmp:
+        config = model.config.to_dict()
+        (tmp / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, **config}, indent=2) + "\n")
+        write_weights(tmp, state.items(), max_shard_size)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+    return directory
+
+
+def read_config(directory: str | Path) -> OneLLMConfig:
+    path = Path(directory) / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{directory}: not a OneLLM model directory (no {CONFIG_FILE})")
+    data = json.loads(path.read_text())
+    fmt = data.pop("format", FORMAT)
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path}: unsupported format {fmt!r} (expected {FORMAT!r})")
+    try:
+        return OneLLMConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def _rebuild_buffers(model, device: torch.device) -> None:
+    """Non-persistent buffers are not in the state dict; recreate the ones left on the meta device."""
+    llm = model.llm.get_decoder() if hasattr(model.llm, "get_decoder") else model.llm.model
+    rotary = getattr(llm, "rotary_emb", None)
+    if rotary is not None and any(b.is_meta for b in rotary.buffers()):
+        with torch.device(device):
+            llm.rotary_emb = type(rotary)(model.llm.config)
+    leftover = [n for n, b in model.named_buffers() if b.is_meta]
+    if leftover:
+        raise CheckpointError(f"buffers not restored after loading: {leftover}")
+
+
+def load_model_directory(directory: str | Path, device: str | torch.device | None = None,
+                         dtype: torch.dtype | None = None, config: OneLLMConfig | None = None):
+    """Build ``OneLLM`` from a model directory (strict). See :meth:`OneLLM.from_pretrained`."""
+    from safetensors.torch import load_file
+
+    from .model import OneLLM
+
+    directory = Path(directory)
+    config = config or read_config(directory)
+    device = torch.device(device or "cpu")
+    with torch.device("meta"):
+        model = OneLLM(config)
+    expected = dict(model.state_dict())
+    seen: set[str] = set()
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    for f in weight_files(directory):
+        shard = load_file(str(f), device=str(device))
+        for name in list(shard):
+            t = shard[name]
+            if name not in expected:
+                unexpected.append(name)
+                del shard[name]
+                continue
+            if tuple(t.shape) != tuple(expected[name].shape):
+                mismatched.append(f"{name}: file {tuple(t.shape)} vs model {tuple(expected[name].shape)}")
+                del shard[name]
+                continue
+            if dtype is not None and t.is_floating_point():
+                shard[name] = t.to(dtype)
+        model.load_state_dict(shard, strict=False, assign=True)
+        seen.update(shard)
+        del shard
+    missing = sorted(set(expected) - seen)
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:20]}")
+        if mismatched:
+            parts.append(f"shape mismatches: {mismatched[:20]}")
+        raise CheckpointError(f"{directory}: weights do not match the config:\n  " + "\n  ".join(parts))
+    _rebuild_buffers(model, device)
+    model.set_trainable()
+    if any(f.name.startswith("tokenizer") for f in directory.iterdir()):
+        from .data.text import load_tokenizer
+
+        model.tokenizer = load_tokenizer(directory)
+    return model.eval()
