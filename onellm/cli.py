@@ -13,6 +13,9 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "smoke": ("onellm.commands.smoke", "build the tiny model and run one input of every modality through it"),
+    "init": ("onellm.commands.init", "assemble a fresh model directory from local pretrained parts"),
+    "infer": ("onellm.commands.infer", "batch captioning / QA over a manifest (resumable JSONL out)"),
+    "chat": ("onellm.commands.chat", "interactive terminal chat about one or more inputs"),
 }
 
 

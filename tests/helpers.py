@@ -30,3 +30,50 @@ def random_sample(model: OneLLM, inputs: list[Modality], text_len: int, generato
 
 def batch_of(samples, **kw):
     return collate_packed(samples, **kw)
+
+
+def tiny_model_with_tokenizer(tokenizer, seed: int = 0, sharpen: float = 4.0, **overrides) -> OneLLM:
+    """A tiny model whose vocabulary is the tokenizer's; ``sharpen`` scales the LM head so greedy decoding
+    has clear winners (random tiny models are otherwise near-uniform and float noise could flip ties)."""
+    torch.manual_seed(seed)
+    model = OneLLM(tiny_config(**{"llm.vocab_size": len(tokenizer), **overrides})).eval()
+    model.tokenizer = tokenizer
+    with torch.no_grad():
+        model.llm.lm_head.weight.mul_(sharpen)
+    return model
+
+
+def request_sample(model: OneLLM, modalities, question: str, generator: torch.Generator, id=None):
+    from onellm.data.template import encode_prompt
+
+    ids = encode_prompt(model.tokenizer, question)
+    xs = [(m, random_input(model.config, m, generator)) for m in modalities]
+    return pack_sample(ids, None, xs, model.block_length, id=id)
+
+
+def write_input_files(directory, generator_seed: int = 0) -> dict:
+    """Small real files for each modality (tiny geometry) + a corrupt and a missing one; returns input dicts."""
+    import numpy as np
+    import soundfile
+    from PIL import Image
+
+    rng = np.random.default_rng(generator_seed)
+    d = directory
+    d.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / "img.png")
+    Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(d / "depth.png")
+    soundfile.write(d / "tone.wav", (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440)).astype(np.float32), 16000)
+    np.save(d / "cloud.npy", rng.random((700, 6)).astype(np.float32))
+    np.save(d / "brain.npy", rng.standard_normal((3, 15724)).astype(np.float32))
+    np.save(d / "motion.npy", rng.standard_normal((6, 500)).astype(np.float32))
+    (d / "broken.png").write_bytes(b"not an image at all")
+    return {
+        "image": {"modality": "image", "path": "img.png"},
+        "depth": {"modality": "depth", "path": "depth.png", "rgb": "img.png"},
+        "audio": {"modality": "audio", "path": "tone.wav"},
+        "point": {"modality": "point", "path": "cloud.npy"},
+        "fmri": {"modality": "fmri", "path": "brain.npy"},
+        "imu": {"modality": "imu", "path": "motion.npy"},
+        "broken": {"modality": "image", "path": "broken.png"},
+        "missing": {"modality": "audio", "path": "nowhere.wav"},
+    }

@@ -227,3 +227,12 @@ class OneLLM(nn.Module):
             loss_sum = F.cross_entropy(picked.float(), targets[supervised], reduction="sum")
             loss = loss_sum / max(n, 1)
         return OneLLMOutput(loss=loss, logits=logits, num_tokens=n, loss_sum=loss_sum)
+
+    # ------------------------------------------------------------------------------------------------
+    def generate(self, batch: Mapping[str, Any], max_new_tokens: int = 128, temperature: float = 0.1,
+                 top_p: float = 0.75, output_logits: bool = False, **kwargs: Any):
+        """Answers for a left-padded batch (see ``onellm.generation``): ``.texts``, ``.token_ids``, ``.logits``."""
+        from ..generation import GenerationConfig, generate
+
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, **kwargs)
+        return generate(self, batch, gen, output_logits=output_logits)
