@@ -61,10 +61,11 @@ def write_weights(directory: Path, tensors: Iterable[tuple[str, torch.Tensor]], 
     meta = {"format": "pt", **(metadata or {})}
     max_bytes = _parse_size(max_shard_size)
     names: list[tuple[str, list[str], int]] = []
-    for k, shard in enumerate(shard_state_dict(tensors, max_bytes)):
-        fname = f"model-{k + 1:05d}.safetensors"
+    for shard in shard_state_dict(tensors, max_bytes):  # no enumerate: its tuple would keep the last shard alive
+        fname = f"model-{len(names) + 1:05d}.safetensors"
         save_file({n: t.detach().contiguous().cpu() for n, t in shard.items()}, str(directory / fname), metadata=meta)
         names.append((fname, list(shard), sum(t.numel() * t.element_size() for t in shard.values())))
+        del shard  # peak memory: one shard plus one tensor
     if len(names) == 1:
         os.replace(directory / names[0][0], directory / WEIGHTS_FILE)
         return [WEIGHTS_FILE]

@@ -13,9 +13,12 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "smoke": ("onellm.commands.smoke", "build the tiny model and run one input of every modality through it"),
+    "synth": ("onellm.data.synth", "generate the synthetic 8-modality world (files + manifests)"),
     "init": ("onellm.commands.init", "assemble a fresh model directory from local pretrained parts"),
     "infer": ("onellm.commands.infer", "batch captioning / QA over a manifest (resumable JSONL out)"),
     "chat": ("onellm.commands.chat", "interactive terminal chat about one or more inputs"),
+    "convert": ("onellm.commands.convert", "convert the released OneLLM-7B checkpoint into a model directory"),
+    "train": ("onellm.commands.train", "run a training stage from a recipe YAML (key=value overrides)"),
 }
 
 

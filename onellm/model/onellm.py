@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
 from ..modality import ALL_MODALITIES, MODALITY_SPECS, Modality
@@ -32,10 +33,12 @@ PARTS = ("encoder", "tokenizers", "upm", "experts", "llm")
 
 
 @dataclass
-class OneLLMOutput:
-    loss: torch.Tensor | None  # mean cross-entropy over supervised tokens
-    logits: torch.Tensor | None  # (B, S, V), None when not requested
-    num_tokens: int  # supervised tokens in the batch (for exact averaging across micro-batches)
+class OneLLMOutput(ModelOutput):
+    """A HF ``ModelOutput`` (a dict as well: DeepSpeed ZeRO-3 finds the tensors to hook for the backward)."""
+
+    loss: torch.Tensor | None = None  # mean cross-entropy over supervised tokens
+    logits: torch.Tensor | None = None  # (B, S, V), None when not requested
+    num_tokens: int | None = None  # supervised tokens in the batch (exact averaging across micro-batches)
     loss_sum: torch.Tensor | None = None  # summed cross-entropy, loss = loss_sum / num_tokens
 
 
