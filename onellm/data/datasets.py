@@ -49,6 +49,10 @@ class ManifestDataset(Dataset):
         self.train = train
         self.max_length = max_length or config.max_seq_len
         self.block_length = config.upm.num_tokens + 2
+        # Training augmentations draw from RNGs seeded per (seed, epoch, index): the same sample gets the same
+        # crop in a resumed run as in an uninterrupted one, whatever worker loads it.
+        self.seed: int | None = None
+        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -64,6 +68,10 @@ class ManifestDataset(Dataset):
 
     def __getitem__(self, index: int) -> PackedSample | FailedSample:
         record = self.records[index]
+        if self.train and self.seed is not None:
+            sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63)
+            torch.manual_seed(sample_seed)
+            random.seed(sample_seed)
         try:
             inputs = self.load_inputs(record)
         except InputError as exc:
