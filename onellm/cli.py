@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("onellm.commands.infer", "batch captioning / QA over a manifest (resumable JSONL out)"),
     "chat": ("onellm.commands.chat", "interactive terminal chat about one or more inputs"),
     "convert": ("onellm.commands.convert", "convert the released OneLLM-7B checkpoint into a model directory"),
+    "eval": ("onellm.commands.eval", "run benchmarks (eval/benchmarks/*.py) on a model and compare with the paper"),
     "train": ("onellm.commands.train", "run a training stage from a recipe YAML (key=value overrides)"),
 }
 

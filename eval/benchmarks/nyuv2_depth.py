@@ -1,0 +1,14 @@
+"""NYUv2 (654 test scenes) zero-shot scene classification from the depth map + its RGB image (paper Tab. 6)."""
+from pathlib import Path
+
+from onellm.evaluation.benchmark import NYUV2_CLASSES, SCENE_PROMPT, Benchmark, scene_records, scene_scorer
+
+
+def read(root: Path) -> list:
+    return scene_records(root, "depth", NYUV2_CLASSES)
+
+
+BENCHMARK = Benchmark(
+    name="nyuv2_depth", modality="depth", description="NYUv2 (654 test scenes) scene classification, depth maps",
+    data_dir="nyuv2", doc_anchor="nyuv2", prompt=SCENE_PROMPT, read=read, score=scene_scorer(),
+    primary_metric="accuracy", paper={"accuracy": 50.9})

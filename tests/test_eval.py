@@ -1,0 +1,294 @@
+"""`onellm eval`: every benchmark definition end to end on tiny fixtures in the public formats, scoring on
+hand-written answers, resuming, missing data, the results table."""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from onellm.cli import main
+from onellm.commands import eval as eval_cmd
+from onellm.evaluation import metrics
+from onellm.evaluation.engine import benchmarks_dir, load_benchmarks
+
+from eval_fixtures import DATASETS, NYU_LABELS, write_all, write_gqa
+
+BENCHMARKS = load_benchmarks(benchmarks_dir())
+ALL = [b for b in BENCHMARKS if b != "synth"]
+FAST = ["--max-new-tokens", "6", "--num-workers", "0", "--batch-size", "4", "--temperature", "0"]
+
+
+def run_eval(*args: str) -> int:
+    """The subcommand through its own parser (works before and after cli.py registers it)."""
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    return eval_cmd.run(parser.parse_args(list(args)))
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:java not found")
+
+
+@pytest.fixture(autouse=True)
+def no_java(monkeypatch):
+    """The Java tokenizer and METEOR cost ~10 s per caption benchmark: use the pure-Python path here
+    (test_caption_scoring_with_java covers Java)."""
+    monkeypatch.setattr(metrics, "java_available", lambda: False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    assert main(["init", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaldata")
+    return root, write_all(root)
+
+
+@pytest.fixture(scope="module")
+def all_run(model_dir, data_root, tmp_path_factory):
+    """`--benchmark all` over every fixture dataset, with Java off (module scope: the model runs once)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(metrics, "java_available", lambda: False)
+    out = tmp_path_factory.mktemp("evalout")
+    code = run_eval("--model", str(model_dir), "--benchmark", "all", "--data", str(data_root[0]), "--output",
+                    str(out), *FAST)
+    mp.undo()
+    return code, out
+
+
+def test_all_yaml_lists_every_paper_benchmark():
+    import yaml
+
+    entries = yaml.safe_load((benchmarks_dir().parent / "all.yaml").read_text())["benchmarks"]
+    names = [e if isinstance(e, str) else e["name"] for e in entries]
+    assert sorted(names) == sorted(ALL)
+    assert {b.data_dir for b in BENCHMARKS.values() if b.name != "synth"} == set(DATASETS)
+
+
+def test_every_definition_has_its_docs_section():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "evaluation.md").read_text()
+    for bench in BENCHMARKS.values():
+        assert f'<a id="{bench.doc_anchor}"></a>' in docs, bench.name
+        assert bench.primary_metric in bench.shown_metrics and set(bench.paper or {}) <= set(bench.shown_metrics)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_read_gives_records_in_public_format(name, data_root):
+    root, ids = data_root
+    bench = BENCHMARKS[name]
+    records = bench.read(root / bench.data_dir)
+    assert [r.id for r in records] == ids[bench.data_dir]
+    for r in records:
+        assert r.prompt and r.extra["task"] in ("caption", "qa", "classification")
+        assert all(Path(ref.path).is_file() for ref in r.inputs)
+        assert r.extra.get("references") or r.answer
+
+
+def test_every_benchmark_end_to_end(all_run, data_root, capsys):
+    code, out = all_run
+    assert code == 0
+    ids = data_root[1]
+    table = (out / "results.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(r["benchmark"] for r in results) == sorted(ALL)
+    for name in ALL:
+        bench = BENCHMARKS[name]
+        rows = lines(out / name / "predictions.jsonl")
+        assert sorted(r["id"] for r in rows) == sorted(ids[bench.data_dir]), name
+        assert all(isinstance(r["answer"], str) for r in rows), rows
+        m = json.loads((out / name / "metrics.json").read_text())
+        assert m["n"] == len(ids[bench.data_dir]) and m["n_errors"] == 0 and m["n_total"] == m["n"]
+        assert m["generation"] == {"max_new_tokens": 6, "temperature": 0.0, "top_p": 0.75,
+                                   "stop_strings": ["###"]}
+        assert m["template"] == "chat" and bench.primary_metric in m["metrics"], (name, m["metrics"])
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        assert f"| {bench.modality} |" in row and "skipped" not in row
+    assert "| nocaps | image | CIDEr |" in table and "| 115.9 | 2 |" in table
+    assert "| 42.2 / 45.3 / 20.3 |" in table  # Objaverse: the paper's three numbers next to ours
+    nocaps = json.loads((out / "nocaps" / "metrics.json").read_text())["metrics"]
+    assert {"in-domain/CIDEr", "out-domain/CIDEr", "BLEU-1", "ROUGE-L"} <= set(nocaps)
+    vqa = json.loads((out / "vqav2" / "metrics.json").read_text())["metrics"]
+    assert {"yes/no/accuracy", "number/accuracy", "other/accuracy"} <= set(vqa)
+
+
+def test_rerun_resumes_without_generating(all_run, model_dir, data_root, monkeypatch):
+    _, out = all_run
+    before = {n: (out / n / "predictions.jsonl").read_text() for n in ALL}
+    metrics_before = {n: json.loads((out / n / "metrics.json").read_text())["metrics"] for n in ALL}
+    import onellm.inference
+
+    def no_model(*a, **k):
+        raise AssertionError("everything is answered: the model must not even load")
+
+    monkeypatch.setattr(onellm.inference, "load_for_inference", no_model)
+    assert run_eval("--model", str(model_dir), "--benchmark", "all", "--data", str(data_root[0]), "--output",
+                    str(out), *FAST) == 0
+    for n in ALL:
+        assert (out / n / "predictions.jsonl").read_text() == before[n]
+        assert json.loads((out / n / "metrics.json").read_text())["metrics"] == metrics_before[n]
+
+
+def test_resume_appends_only_new_items_and_refuses_other_settings(model_dir, data_root, tmp_path, capsys):
+    root = data_root[0] / "vqav2"
+    args = ["--model", str(model_dir), "--benchmark", "vqav2", "--data", str(root), "--output", str(tmp_path)]
+    assert run_eval(*args, "--limit", "1", *FAST) == 0
+    first = (tmp_path / "vqav2" / "predictions.jsonl").read_text().splitlines()
+    assert len(first) == 1 and json.loads(first[0])["gt"] == "no"
+    assert run_eval(*args, "--limit", "2", *FAST) == 0
+    second = (tmp_path / "vqav2" / "predictions.jsonl").read_text().splitlines()
+    assert len(second) == 2 and second[0] == first[0]
+    capsys.readouterr()
+    assert run_eval(*args, *FAST[:-2], "--temperature", "0.5") == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "temperature" in err
+
+
+def test_missing_data_names_path_and_docs(model_dir, tmp_path, capsys):
+    base = ["--model", str(model_dir), "--output", str(tmp_path / "o")]
+    assert run_eval(*base, "--benchmark", "gqa", "--data", str(tmp_path / "nowhere")) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and "docs/evaluation.md#gqa" in err
+    (tmp_path / "empty").mkdir()
+    assert run_eval(*base, "--benchmark", "clotho_caption", "--data", str(tmp_path / "empty")) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "empty" / "clotho_captions_evaluation.csv") in err
+    assert "docs/evaluation.md#clotho-caption" in err
+    write_gqa(tmp_path / "gqa")
+    shutil.rmtree(tmp_path / "gqa" / "images")
+    assert run_eval(*base, "--benchmark", "gqa", "--data", str(tmp_path / "gqa")) == 2
+    err = capsys.readouterr().err
+    assert "n288870.jpg" in err and "docs/evaluation.md#gqa" in err
+    assert run_eval("--model", str(tmp_path / "no-model"), "--benchmark", "gqa", "--data", str(tmp_path)) == 2
+    assert "model directory not found" in capsys.readouterr().err
+
+
+def test_all_skips_missing_datasets_and_still_writes_table(model_dir, tmp_path, capsys):
+    write_gqa(tmp_path / "data" / "gqa")
+    assert run_eval("--model", str(model_dir), "--benchmark", "all", "--data", str(tmp_path / "data"),
+                    "--output", str(tmp_path / "o"), *FAST) == 0
+    table = (tmp_path / "o" / "results.md").read_text()
+    assert table in capsys.readouterr().out
+    assert len(table.strip().splitlines()) == 2 + len(ALL)
+    gqa = next(line for line in table.splitlines() if line.startswith("| gqa |"))
+    assert "skipped" not in gqa and "| 59.5 | 2 |" in gqa
+    vqa = next(line for line in table.splitlines() if line.startswith("| vqav2 |"))
+    assert f"skipped (data not found: {tmp_path / 'data' / 'vqav2'})" in vqa and "| 71.6 |" in vqa
+    assert not (tmp_path / "o" / "vqav2").exists()
+
+
+def test_synth_per_modality_and_template_none(model_dir, tmp_path):
+    from onellm.data.synth import generate_world
+
+    world = generate_world(tmp_path / "world", per_modality=1, seed=0, split="test")
+    out = tmp_path / "o"
+    assert run_eval("--model", str(model_dir), "--benchmark", "synth", "--data", world["root"], "--output",
+                    str(out), "--limit", "2", *FAST) == 0
+    rows = lines(out / "synth" / "predictions.jsonl")
+    assert len(rows) == 16  # 2 requests (caption + first question) per modality
+    m = json.loads((out / "synth" / "metrics.json").read_text())["metrics"]
+    for mod in ("image", "video", "audio", "point", "depth", "normal", "imu", "fmri"):
+        assert {f"{mod}/caption_acc", f"{mod}/qa_acc", f"{mod}/chance"} <= set(m)
+    assert {"caption_acc", "qa_acc", "chance"} <= set(m)
+    # an alignment-only model: caption requests only, with an empty prompt
+    assert run_eval("--model", str(model_dir), "--benchmark", "synth", "--data", world["root"], "--output",
+                    str(tmp_path / "raw"), "--template", "none", *FAST) == 0
+    rows = lines(tmp_path / "raw" / "synth" / "predictions.jsonl")
+    assert len(rows) == 8 and all(r["id"].endswith("-caption") for r in rows)
+    m = json.loads((tmp_path / "raw" / "synth" / "metrics.json").read_text())
+    assert m["template"] == "none" and "qa_acc" not in m["metrics"] and "image/caption_acc" in m["metrics"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scoring with hand-written answers (known numbers)
+# ----------------------------------------------------------------------------------------------------------------
+def score(name, data_root, answers):
+    bench = BENCHMARKS[name]
+    records = bench.read(data_root[0] / bench.data_dir)
+    return bench.score(dict(zip([r.id for r in records], answers)), records)
+
+
+def test_vqa_accuracy_counts_annotators(data_root):
+    # q1: "yes" by 3 of 10 -> 90; q2: "two" normalised to "2" (9 of 10) -> 100; q3: wrong -> 0
+    m = score("vqav2", data_root, ["Yes", "two", "blue"])
+    assert m["accuracy"] == pytest.approx(190 / 3) and m["yes/no/accuracy"] == pytest.approx(90)
+    assert m["number/accuracy"] == pytest.approx(100) and m["other/accuracy"] == 0
+
+
+def test_gqa_exact_match(data_root):
+    assert score("gqa", data_root, ["Yes.", "a cup"])["accuracy"] == pytest.approx(50)
+
+
+def test_msvd_lenient_vs_strict(data_root):
+    m = score("msvd_qa", data_root, ["a man", "guitar", "cat"])
+    assert m["lenient_acc"] == pytest.approx(200 / 3) and m["exact_acc"] == pytest.approx(100 / 3)
+
+
+def test_clotho_aqa_majority(data_root):
+    m = score("clotho_aqa", data_root, ["no", "birds"])  # majority "yes" / "bird" (tie -> first annotator)
+    assert m["accuracy"] == 0 and m["accuracy_any"] == pytest.approx(100)
+    assert score("clotho_aqa", data_root, ["Yes", "bird"])["accuracy"] == pytest.approx(100)
+
+
+def test_scene_classification(data_root):
+    assert NYU_LABELS == ["bedroom", "living_room", "others"]
+    m = score("nyuv2_depth", data_root, ["It is a bedroom.", "living room", "bedroom or kitchen"])
+    assert m["accuracy"] == pytest.approx(200 / 3)
+    bench = BENCHMARKS["sunrgbd_normal"]
+    prompt = bench.read(data_root[0] / "sunrgbd")[0].prompt
+    assert prompt.startswith("bathroom, bedroom, classroom, computer room,") and prompt.count(",") == 18
+    assert prompt.endswith("What is the category of this scene? Choice one class from the class sets.")
+
+
+def test_caption_scoring_exact_references(data_root):
+    m = score("nsd_fmri", data_root, ["a train on the tracks", "a locomotive at a station"])
+    assert m["BLEU-1"] == pytest.approx(100) and m["ROUGE-L"] == pytest.approx(100)
+    m0 = score("nsd_fmri", data_root, ["purple", "purple"])
+    assert m0["CIDEr"] == 0 and m0["BLEU-1"] < 1e-3
+
+
+def test_caption_scoring_with_java(data_root, monkeypatch):
+    monkeypatch.undo()  # the real java_available
+    if not metrics.java_available():
+        pytest.skip("no java")
+    m = score("objaverse_caption", data_root, ["a wooden chair", "a blue bike"])
+    assert {"BLEU-1", "ROUGE-L", "METEOR", "CIDEr"} <= set(m) and m["BLEU-1"] == pytest.approx(200 / 3)
+
+
+def test_synth_scoring(tmp_path):
+    from onellm.data.manifest import InputRef, Record
+    from onellm.modality import Modality
+
+    bench = BENCHMARKS["synth"]
+    attrs = {"colour": "red", "shape": "circle"}
+    image = [InputRef(Modality.IMAGE, "x.png")]
+    recs = [Record("c", image, prompt="p", answer="a red circle", extra={"task": "caption", "attributes": attrs}),
+            Record("q1", image, prompt="p", answer="red", extra={"task": "qa", "attributes": attrs,
+                                                                  "attribute": "colour"}),
+            Record("q2", image, prompt="p", answer="circle", extra={"task": "qa", "attributes": attrs,
+                                                                     "attribute": "shape"})]
+    m = bench.score({"c": "A RED square", "q1": "Red.", "q2": "a circle or a square"}, recs)
+    assert m["image/caption_acc"] == pytest.approx(50) and m["image/qa_acc"] == pytest.approx(50)
+    assert m["image/chance"] == pytest.approx(100 * (1 / 4 + 1 / 3) / 2) and m["caption_acc"] == m["image/caption_acc"]
+
+
+def test_benchmarks_dir_override_and_list(tmp_path, capsys, monkeypatch):
+    d = tmp_path / "defs"
+    d.mkdir()
+    src = benchmarks_dir() / "gqa.py"
+    (d / "mygqa.py").write_text(src.read_text().replace('name="gqa"', 'name="mygqa"'))
+    monkeypatch.setenv("ONELLM_BENCHMARKS", str(d))
+    assert run_eval("--list") == 0
+    out = capsys.readouterr().out
+    assert "| mygqa | image | gqa |" in out and "vqav2" not in out
+    (d / "broken.py").write_text(src.read_text())  # name "gqa" in broken.py
+    assert run_eval("--list") == 2
+    assert "must equal the file name 'broken'" in capsys.readouterr().err
