@@ -228,6 +228,17 @@ _PRESETS: dict[str, OneLLMConfig] = {
                            point_group_size=16),
         max_seq_len=512,
     ),
+    # The quickstart's miniature: big enough to learn the synthetic world in minutes on a 2-core CPU.
+    "quickstart": OneLLMConfig(
+        name="quickstart",
+        vision=VisionConfig(image_size=32, patch_size=8, width=96, layers=2, head_width=32, embed_dim=64),
+        upm=UPMConfig(num_experts=3, expert_layers=1, num_heads=4, multiple_of=32, num_tokens=8),
+        llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
+                      num_kv_heads=4, max_position_embeddings=512),
+        inputs=InputConfig(audio_mel_bins=32, audio_frames=128, point_num_points=1024, point_num_groups=64,
+                           point_group_size=16, fmri_voxels=2048),
+        max_seq_len=256,
+    ),
     "small": OneLLMConfig(
         name="small",
         vision=VisionConfig(image_size=112, patch_size=14, width=384, layers=6, head_width=64, embed_dim=256),
