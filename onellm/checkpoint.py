@@ -156,13 +156,26 @@ def _rebuild_buffers(model, device: torch.device) -> None:
 
 
 def load_model_directory(directory: str | Path, device: str | torch.device | None = None,
-                         dtype: torch.dtype | None = None, config: OneLLMConfig | None = None):
-    """Build ``OneLLM`` from a model directory (strict). See :meth:`OneLLM.from_pretrained`."""
+                         dtype: torch.dtype | None = None, config: OneLLMConfig | None = None,
+                         adapter: str | Path | None = None):
+    """Build ``OneLLM`` from a model directory (strict), optionally with a LoRA adapter directory on top.
+    ``directory`` may itself be an adapter directory: its base model is loaded first."""
     from safetensors.torch import load_file
 
     from .model import OneLLM
+    from .training.lora import base_of, is_adapter_dir, load_adapter
 
     directory = Path(directory)
+    if is_adapter_dir(directory):
+        if adapter is not None:
+            raise CheckpointError(f"{directory} is an adapter directory; pass the base model as the directory")
+        adapter, directory = directory, base_of(directory)
+    if adapter is not None:
+        model = load_model_directory(directory, device=device, dtype=dtype, config=config)
+        load_adapter(model, adapter)
+        model.llm.to(device=torch.device(device or "cpu"), dtype=dtype) if dtype else model.llm.to(
+            torch.device(device or "cpu"))
+        return model.eval()
     config = config or read_config(directory)
     device = torch.device(device or "cpu")
     with torch.device("meta"):

@@ -12,12 +12,15 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("onellm.quickstart", "the whole OneLLM pipeline in miniature on the synthetic world (CPU, minutes)"),
+    "cache-features": ("onellm.commands.cache_features", "encode frozen-path inputs (image/video/depth/normal) once"),
     "smoke": ("onellm.commands.smoke", "build the tiny model and run one input of every modality through it"),
     "synth": ("onellm.data.synth", "generate the synthetic 8-modality world (files + manifests)"),
     "init": ("onellm.commands.init", "assemble a fresh model directory from local pretrained parts"),
     "infer": ("onellm.commands.infer", "batch captioning / QA over a manifest (resumable JSONL out)"),
     "chat": ("onellm.commands.chat", "interactive terminal chat about one or more inputs"),
     "convert": ("onellm.commands.convert", "convert the released OneLLM-7B checkpoint into a model directory"),
+    "merge-lora": ("onellm.commands.merge_lora", "fold a LoRA adapter into its base model (plain model directory)"),
     "eval": ("onellm.commands.eval", "run benchmarks (eval/benchmarks/*.py) on a model and compare with the paper"),
     "train": ("onellm.commands.train", "run a training stage from a recipe YAML (key=value overrides)"),
 }

@@ -231,7 +231,7 @@ _PRESETS: dict[str, OneLLMConfig] = {
     # The quickstart's miniature: big enough to learn the synthetic world in minutes on a 2-core CPU.
     "quickstart": OneLLMConfig(
         name="quickstart",
-        vision=VisionConfig(image_size=32, patch_size=8, width=96, layers=2, head_width=32, embed_dim=64),
+        vision=VisionConfig(image_size=32, patch_size=4, width=96, layers=2, head_width=32, embed_dim=64),
         upm=UPMConfig(num_experts=3, expert_layers=1, num_heads=4, multiple_of=32, num_tokens=8),
         llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
                       num_kv_heads=4, max_position_embeddings=512),

@@ -10,6 +10,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. optimizer.lr=1e-4")
     p.add_argument("--dry-run", action="store_true",
                    help="print trainable parameters per part and a peak-memory estimate, allocate nothing")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                   help="--dry-run: estimate for this device (default: a GPU if there is one)")
+    p.add_argument("--world-size", type=int, default=None, help="--dry-run: ranks sharing ZeRO states")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed
 
 
@@ -20,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from ..training.estimate import print_estimate
 
-        print_estimate(recipe)
+        print_estimate(recipe, args.device, args.world_size)
         return 0
     from ..training.trainer import train
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
+from ..features import CachedFeatures
 from ..modality import Modality
 
 
@@ -55,6 +56,8 @@ def collate_packed(samples: Sequence[PackedSample], padding_side: Literal["right
     modality_mask = torch.zeros((B, S), dtype=torch.bool)
     grouped: dict[str, list[torch.Tensor]] = {}
     order: dict[str, list[int]] = {}
+    cached: dict[str, list[torch.Tensor]] = {}  # frozen-path CLIP features from a feature cache
+    cached_order: dict[str, list[int]] = {}
     rank = 0
     for i, s in enumerate(samples):
         n = len(s)
@@ -64,8 +67,12 @@ def collate_packed(samples: Sequence[PackedSample], padding_side: Literal["right
         attention[i, sl] = 1
         modality_mask[i, sl] = torch.tensor(s.modality_mask, dtype=torch.bool)
         for modality, x in s.inputs:
-            grouped.setdefault(modality.value, []).append(x)
-            order.setdefault(modality.value, []).append(rank)
+            if isinstance(x, CachedFeatures):
+                cached.setdefault(modality.value, []).append(x.tensor)
+                cached_order.setdefault(modality.value, []).append(rank)
+            else:
+                grouped.setdefault(modality.value, []).append(x)
+                order.setdefault(modality.value, []).append(rank)
             rank += 1
     batch: dict[str, Any] = {
         "input_ids": input_ids,
@@ -75,6 +82,9 @@ def collate_packed(samples: Sequence[PackedSample], padding_side: Literal["right
         "modality_order": {m: torch.tensor(o, dtype=torch.long) for m, o in order.items()},
         "ids": [s.id for s in samples],
     }
+    if cached:
+        batch["modality_features"] = {m: torch.stack(xs) for m, xs in cached.items()}
+        batch["feature_order"] = {m: torch.tensor(o, dtype=torch.long) for m, o in cached_order.items()}
     if with_labels:
         batch["labels"] = labels
     return batch

@@ -53,6 +53,7 @@ class ManifestDataset(Dataset):
         # crop in a resumed run as in an uninterrupted one, whatever worker loads it.
         self.seed: int | None = None
         self.epoch = 0
+        self.feature_store = None  # onellm.features.FeatureStore: cached CLIP features of frozen-path inputs
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,10 +62,18 @@ class ManifestDataset(Dataset):
         raise NotImplementedError
 
     def load_inputs(self, record: Record) -> list[tuple[Modality, torch.Tensor]]:
+        from ..features import CachedFeatures, feature_key
         from .loaders import load_modality  # imported here: decoders load only in workers that need them
 
-        return [(ref.modality, load_modality(ref.modality, ref.as_source(), train=self.train, config=self.config))
-                for ref in record.inputs]
+        out = []
+        for k, ref in enumerate(record.inputs):
+            key = feature_key(record.id, k)
+            if self.feature_store is not None and key in self.feature_store:
+                out.append((ref.modality, CachedFeatures(self.feature_store.get(key))))
+            else:
+                out.append((ref.modality, load_modality(ref.modality, ref.as_source(), train=self.train,
+                                                        config=self.config)))
+        return out
 
     def __getitem__(self, index: int) -> PackedSample | FailedSample:
         record = self.records[index]

@@ -75,11 +75,12 @@ class OneLLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory, device: "str | torch.device | None" = None,
-                        dtype: "torch.dtype | None" = None) -> "OneLLM":
-        """Load a model directory strictly (missing/unexpected keys are an error), in eval mode."""
+                        dtype: "torch.dtype | None" = None, adapter=None) -> "OneLLM":
+        """Load a model directory strictly (missing/unexpected keys are an error), in eval mode; ``adapter``: a
+        LoRA adapter directory to apply (``directory`` may also be an adapter directory itself)."""
         from ..checkpoint import load_model_directory
 
-        return load_model_directory(directory, device=device, dtype=dtype)
+        return load_model_directory(directory, device=device, dtype=dtype, adapter=adapter)
 
     # ------------------------------------------------------------------------------------------------
     # Trainability
@@ -186,17 +187,23 @@ class OneLLM(nn.Module):
         return self.llm.get_input_embeddings()(input_ids)
 
     def build_inputs_embeds(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Text embeddings with every modality block scattered in: (B, S, D_llm)."""
+        """Text embeddings with every modality block scattered in: (B, S, D_llm).
+
+        Blocks come from raw inputs (``modality_inputs``) or, for frozen-path modalities, from cached CLIP features
+        (``modality_features`` (N, L + 1, D) with ``feature_order``; see ``onellm.features``)."""
         input_ids = batch["input_ids"]
         embeds = self.embed_text(input_ids)  # (B, S, D_llm)
         inputs: Mapping[str, torch.Tensor] = batch.get("modality_inputs") or {}
-        if not inputs:
+        features: Mapping[str, torch.Tensor] = batch.get("modality_features") or {}
+        if not inputs and not features:
             return embeds
         blocks, orders = [], []
         for name, x in inputs.items():
-            modality = Modality.parse(name)
-            blocks.append(self.encode_modality(modality, x))  # (N_m, K+2, D_llm)
+            blocks.append(self.encode_modality(Modality.parse(name), x))  # (N_m, K+2, D_llm)
             orders.append(batch["modality_order"][name])
+        for name, f in features.items():
+            blocks.append(self.project(Modality.parse(name), f))  # (N_m, K+2, D_llm), CLIP skipped
+            orders.append(batch["feature_order"][name])
         blocks_t = torch.cat(blocks)  # (N, K+2, D_llm) grouped by modality
         order = torch.cat(orders).to(blocks_t.device)
         blocks_t = blocks_t[torch.argsort(order)]  # (N, K+2, D_llm) in reading order

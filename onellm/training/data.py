@@ -46,12 +46,18 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
     require = "caption" if recipe.task == "alignment" else "conversations"
     cls = AlignmentDataset if recipe.task == "alignment" else InstructionDataset
     datasets: list[ManifestDataset] = []
+    store = None
+    if recipe.feature_cache:
+        from ..features import FeatureStore
+
+        store = FeatureStore(recipe.feature_cache)
     for spec in recipe.datasets:
         records = _filter(read_manifest(spec.manifest, require=require), spec)
         if not records:
             raise ValueError(f"{spec.manifest}: no records left (modalities filter {spec.modalities})")
         ds = cls(records, tokenizer, config, train=True, max_length=recipe.max_seq_len)
         ds.seed = recipe.seed
+        ds.feature_store = store
         datasets.append(ds)
     if recipe.task == "alignment":
         groups, repeats, offset = [], [], 0

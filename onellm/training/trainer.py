@@ -220,7 +220,8 @@ def train(recipe: Recipe, log=print) -> TrainResult:
             ckpt.save(model, optimizer, {**state, "seconds": time.perf_counter() - start_time})
     logger.close()
     checksums = rank_checksums(acc, model)
-    final = _save_final(acc, model, out_dir / "model", tokenizer)
+    final = _save_final(acc, model, out_dir / "model", tokenizer,
+                        base=recipe.model if recipe.trainable.llm == "lora" else None)
     result.model_dir, result.steps, result.skipped = final, state["step"], state["skipped"]
     result.seconds = time.perf_counter() - start_time
     if acc.is_main_process:
@@ -253,12 +254,17 @@ def rank_checksums(acc, model) -> list[list[float]]:
     return [[round(v, 6) for v in row.tolist()] for row in gathered.cpu()]
 
 
-def _save_final(acc, model, directory: Path, tokenizer) -> Path:
-    """Gather the full weights (ZeRO-3 partitions included) and write a model directory from rank 0."""
+def _save_final(acc, model, directory: Path, tokenizer, base: str | None = None) -> Path:
+    """Gather the full weights (ZeRO-3 partitions included) and write a model directory from rank 0 (an adapter
+    directory on top of ``base`` for LoRA runs)."""
     from ..checkpoint import save_model_directory
+    from .lora import save_adapter
 
     state_dict = acc.get_state_dict(model)
     if acc.is_main_process:
-        save_model_directory(acc.unwrap_model(model), directory, state_dict=state_dict, tokenizer=tokenizer)
+        if base is not None:
+            save_adapter(acc.unwrap_model(model), directory, base, state_dict, tokenizer)
+        else:
+            save_model_directory(acc.unwrap_model(model), directory, state_dict=state_dict, tokenizer=tokenizer)
     acc.wait_for_everyone()
     return directory

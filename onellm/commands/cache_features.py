@@ -1,0 +1,30 @@
+"""``onellm cache-features``: encode the frozen-path inputs (image, video, depth, normal) of a manifest once."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model directory (its CLIP encodes the inputs)")
+    p.add_argument("--manifest", required=True, nargs="+", help="manifest(s) whose inputs to encode")
+    p.add_argument("--out", required=True, help="cache directory (resumable); the recipe's feature_cache")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--shard-size", type=int, default=2048, help="features per safetensors shard")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", help="the dtype training will run the UPM in (auto: bf16 on GPU)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.manifest import read_manifest
+    from ..features import cache_features
+    from ..inference import resolve_device, resolve_dtype
+    from ..model import OneLLM
+
+    device = resolve_device(args.device)
+    model = OneLLM.from_pretrained(args.model, device=device, dtype=resolve_dtype(args.dtype, device))
+    model.source = args.model
+    records = [r for m in args.manifest for r in read_manifest(m)]
+    counts = cache_features(model, records, args.out, args.batch_size, args.num_workers, args.shard_size)
+    print(f"{args.out}: {counts['cached']} features ({counts['new']} new), {counts['failed']} inputs failed to load")
+    return 0

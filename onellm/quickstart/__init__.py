@@ -1,0 +1,180 @@
+"""``onellm quickstart``: the whole OneLLM recipe in miniature, learning for real on a laptop CPU in minutes.
+
+1. the synthetic world (train + held-out test split, all 8 modalities);
+2. stand-ins for the pretrained parts: a tiny LLaMA trained on the world's text and a tiny open_clip CLIP trained
+   contrastively on its image-caption pairs, assembled with ``onellm init`` (both then frozen);
+3. stage I (image), stage II (video, audio, point), stage III (depth, normal, imu, fmri) and instruction tuning
+   with the shipped ``train/recipes/tiny_*.yaml`` recipes, each starting from the previous output;
+4. after every stage, the ``synth`` benchmark on the held-out split through the ``onellm eval`` engine:
+   caption attribute accuracy per modality (and QA accuracy after instruction tuning) next to chance;
+5. a table on the console and ``OUT/report.md`` with loss curves, timings and example generations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = [  # (name, recipe, modalities evaluated after it, chat template?)
+    ("stage1", "tiny_stage1_image.yaml", ["image"], False),
+    ("stage2", "tiny_stage2_video_audio_point.yaml", ["image", "video", "audio", "point"], False),
+    ("stage3", "tiny_stage3_depth_normal_imu_fmri.yaml", None, False),
+    ("instruction", "tiny_instruction.yaml", None, True),
+]
+
+
+@dataclass
+class Scale:
+    """How big a run is: the full quickstart or the reduced one of the integration test."""
+
+    train_per_modality: int = 240
+    test_per_modality: int = 24
+    lm_steps: int = 250
+    clip_steps: int = 500
+    stage_steps: dict[str, int] = field(default_factory=lambda: {"stage1": 1000, "stage2": 2000, "stage3": 3000,
+                                                                 "instruction": 600})
+    fmri_voxels: int = 2048
+    stages: tuple[str, ...] = ("stage1", "stage2", "stage3", "instruction")
+
+
+FULL = Scale()
+REDUCED = Scale(train_per_modality=48, test_per_modality=12, lm_steps=300, clip_steps=150,
+                stage_steps={"stage1": 80, "stage2": 140}, stages=("stage1", "stage2"))
+
+
+def recipes_dir() -> Path:
+    return ROOT / "train" / "recipes"
+
+
+def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Callable[[str], None] = print,
+                   num_workers: int = 2) -> dict[str, Any]:
+    """Run everything into ``out``; returns the results (also written to ``out/results.json``)."""
+    import torch
+
+    from ..config import OneLLMConfig
+    from ..data.synth import generate_world
+    from ..data.text import load_tokenizer, train_sentencepiece
+    from ..evaluation.engine import run_benchmarks
+    from ..init_model import build_initial_model
+    from ..training import load_recipe, train
+    from .pretrain import (clip_zero_shot_accuracy, pretrain_clip, pretrain_language_model, save_clip_visual,
+                           tokenizer_corpus)
+    from .report import write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {"seed": seed, "stages": {}, "timings": timings}
+
+    def timed(name: str):
+        class _T:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                log(f"== {name}")
+
+            def __exit__(self, *exc):
+                timings[name] = round(time.perf_counter() - self.t, 1)
+                log(f"   {name}: {timings[name]:.1f} s")
+        return _T()
+
+    with timed("synthetic world"):
+        world = out / "world"
+        shutil.rmtree(world, ignore_errors=True)
+        generate_world(world, scale.train_per_modality, seed, "train", fmri_voxels=scale.fmri_voxels)
+        generate_world(world, scale.test_per_modality, seed + 1000, "test", fmri_voxels=scale.fmri_voxels)
+
+    config = OneLLMConfig.preset("quickstart", **{"inputs.fmri_voxels": scale.fmri_voxels})
+    with timed("pretrain language model"):
+        tokenizer = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, out / "pretrained" / "tokenizer",
+                                                       vocab_size=config.llm.vocab_size))
+        config.llm.vocab_size = len(tokenizer)
+        lm, lm_losses = pretrain_language_model(config, tokenizer, scale.lm_steps, seed=seed, log=log)
+        lm.save_pretrained(out / "pretrained" / "llm")
+        results["lm_loss"] = [lm_losses[0], lm_losses[-1]]
+    with timed("pretrain CLIP"):
+        clip, clip_losses = pretrain_clip(config, scale.clip_steps, seed=seed, log=log)
+        save_clip_visual(clip, out / "pretrained" / "clip_visual.safetensors")
+        results["clip_zero_shot_acc"] = clip_zero_shot_accuracy(clip, config)
+        log(f"   CLIP zero-shot accuracy on held-out renders: {results['clip_zero_shot_acc']:.2f}")
+    with timed("init"):
+        model = build_initial_model(config, clip=out / "pretrained" / "clip_visual.safetensors",
+                                    llm=out / "pretrained" / "llm", seed=seed)
+        model.tokenizer = tokenizer
+        model.save_pretrained(out / "init")
+
+    previous = out / "init"
+    curves: dict[str, list[float]] = {"language model": lm_losses, "CLIP": clip_losses}
+    for name, recipe_file, eval_modalities, chat in STAGES:
+        if name not in scale.stages:
+            continue
+        overrides = [f"model={previous}", f"output_dir={out / name}", f"max_steps={scale.stage_steps[name]}",
+                     f"seed={seed}", f"num_workers={num_workers}", "report_to=[]", "resume=never",
+                     f"save_every={scale.stage_steps[name]}", "log_every=100000"]
+        recipe = load_recipe(recipes_dir() / recipe_file, overrides)
+        for ds in recipe.datasets:
+            ds.manifest = str(world / "train" / Path(ds.manifest).name)
+        with timed(f"train {name}"):
+            shutil.rmtree(out / name, ignore_errors=True)
+            result = train(recipe, log=lambda msg: None)
+        curves[name] = result.losses
+        previous = result.model_dir
+        with timed(f"evaluate {name}"):
+            test = subset_requests(world / "test", eval_modalities, out / "eval" / f"{name}-data")
+            rows = run_benchmarks(str(previous), "synth", test, out / "eval" / name, device="cpu",
+                                  dtype="fp32", template="chat" if chat else "none", batch_size=32,
+                                  max_new_tokens=24, temperature=0.0, num_workers=num_workers, progress=False)
+        metrics = rows[0]["metrics"]
+        shown = eval_modalities or sorted({k.split("/")[0] for k in metrics if "/" in k})
+        results["stages"][name] = {m: {k: metrics.get(f"{m}/{k}") for k in ("caption_acc", "qa_acc", "chance")}
+                                   for m in shown}
+        log(format_table(results["stages"][name], f"after {name}"))
+    results["curves"] = curves
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out, results, world / "test")
+    return results
+
+
+def subset_requests(test_dir: Path, modalities: list[str] | None, dest: Path) -> Path:
+    """A requests.jsonl with only ``modalities`` (all when None), paths made absolute so it can live in ``dest``."""
+    from ..data.manifest import read_manifest, write_jsonl
+
+    rows = []
+    for r in read_manifest(test_dir / "requests.jsonl"):
+        if modalities is not None and r.modality_key not in modalities:
+            continue
+        rows.append({"id": r.id, "inputs": [i.as_source() for i in r.inputs], "prompt": r.prompt,
+                     "answer": r.answer, **r.extra})
+    write_jsonl(dest / "requests.jsonl", rows)
+    return dest
+
+
+def format_table(rows: dict[str, dict[str, float | None]], title: str) -> str:
+    def f(v):
+        return "    –" if v is None else f"{v / 100:5.2f}"
+
+    lines = [title, f"{'modality':9s} {'caption':>8s} {'QA':>6s} {'chance':>7s}"]
+    for m, r in rows.items():
+        lines.append(f"{m:9s} {f(r['caption_acc']):>8s} {f(r['qa_acc']):>6s} {f(r['chance']):>7s}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/quickstart", help="output folder (report.md, models, data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reduced", action="store_true", help="fewer samples and steps (the integration test's size)")
+    p.add_argument("--num-workers", type=int, default=2)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    results = run_quickstart(args.out, args.seed, REDUCED if args.reduced else FULL, num_workers=args.num_workers)
+    last = list(results["stages"])[-1]
+    print(format_table(results["stages"][last], f"held-out accuracy after {last} (seed {args.seed})"))
+    print(f"total {time.perf_counter() - start:.0f} s; report: {Path(args.out) / 'report.md'}")
+    return 0

@@ -1,0 +1,179 @@
+"""Stand-ins for the pretrained parts, trained on the synthetic world because nothing may be downloaded.
+
+* :func:`pretrain_language_model`: a tiny LLaMA (HF ``LlamaForCausalLM``) trained as a plain causal LM on the
+  world's language: every caption of every attribute combination and QA conversations in the chat template.
+* :func:`pretrain_clip`: a tiny open_clip ``CLIP`` trained with open_clip's own ``ClipLoss`` on rendered
+  image-caption pairs; each batch holds every (colour, shape) class once, so no caption repeats in a batch
+  (duplicates would be false negatives for the contrastive loss).
+
+Both are then frozen by the alignment recipes, as LLaMA-2 and CLIP are in the real pipeline.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import OneLLMConfig
+from ..data.synth import world
+from ..data.template import SYSTEM, encode_caption, encode_conversation
+from ..data.text import TextTokenizer
+
+
+def world_conversations(rng: random.Random) -> list[tuple[list[dict[str, str]], dict[str, str]]]:
+    """(chat, attributes) per attribute combination and modality: a caption request, then every question."""
+    chats = []
+    for modality in world.ATTRIBUTES:
+        for attrs in world.combinations(modality):
+            turns = [{"from": "human", "value": rng.choice(world.caption_requests(modality))},
+                     {"from": "gpt", "value": world.caption(modality, attrs, rng.randrange(3))}]
+            for name, value in attrs.items():
+                turns += [{"from": "human", "value": world.QUESTIONS[modality][name]}, {"from": "gpt", "value": value}]
+            chats.append((turns, attrs))
+    return chats
+
+
+def keyword_prefix(attributes: dict[str, str], rng: random.Random) -> str:
+    """The attribute values in random order: pretraining on "values, then the text about them" teaches the tiny
+    LM to read its answer from the context before it, which large pretrained LMs already do. The aligned
+    modality tokens then only need to carry that information, as in the real recipe."""
+    values = list(attributes.values())
+    rng.shuffle(values)
+    return " ".join(values)
+
+
+def language_corpus(tokenizer: TextTokenizer, seed: int) -> list[list[int]]:
+    """Token sequences of the world's text: captions ([bos] caption [eos]) and chats (template, with EOS), each
+    also with its attribute words in front (see :func:`keyword_prefix`)."""
+    rng = random.Random(seed)
+    seqs = [encode_caption(tokenizer, line)[0] for line in world.corpus_lines()]
+    for modality in world.ATTRIBUTES:
+        for attrs in world.combinations(modality):
+            for k in range(len(world.CAPTION_TEMPLATES[modality])):
+                text = f"{keyword_prefix(attrs, rng)} {world.caption(modality, attrs, k)}"
+                seqs.append(encode_caption(tokenizer, text)[0])
+    for chat, attrs in world_conversations(rng):
+        seqs.append(encode_conversation(tokenizer, chat)[0])
+        ids, _ = encode_conversation(tokenizer, chat)
+        seqs.append([ids[0]] + tokenizer.encode(keyword_prefix(attrs, rng)) + ids[1:])
+    return seqs
+
+
+def tokenizer_corpus() -> list[str]:
+    return world.corpus_lines() + [SYSTEM, "### Human: ### Assistant:"]
+
+
+def pretrain_language_model(config: OneLLMConfig, tokenizer: TextTokenizer, steps: int, batch_size: int = 16,
+                            lr: float = 3e-3, seed: int = 0, log: Callable[[str], None] = print):
+    """Train a fresh ``LlamaForCausalLM`` of ``config.llm`` dims on the world's text; returns (model, losses)."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config.llm.to_hf())
+    seqs = language_corpus(tokenizer, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for step in range(steps):
+        idx = rng.choice(len(seqs), size=batch_size, replace=False)
+        batch = [seqs[i] for i in idx]
+        width = max(len(s) for s in batch)
+        ids = torch.full((batch_size, width), tokenizer.pad_id)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
+        for row, s in enumerate(batch):
+            ids[row, : len(s)] = torch.tensor(s)
+            mask[row, : len(s)] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        for group in opt.param_groups:  # cosine decay
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % max(1, steps // 5) == 0:
+            log(f"  language model step {step + 1}/{steps}: loss {np.mean(losses[-20:]):.3f}")
+    return model.eval(), losses
+
+
+def _clip_model(config: OneLLMConfig, context_length: int):
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    v = config.vision
+    vision = CLIPVisionCfg(layers=v.layers, width=v.width, head_width=v.head_width, mlp_ratio=v.mlp_ratio,
+                           patch_size=v.patch_size, image_size=v.image_size)
+    text = CLIPTextCfg(context_length=context_length, vocab_size=49408, width=v.embed_dim, heads=4, layers=2)
+    return CLIP(v.embed_dim, vision, text, quick_gelu=v.quick_gelu)
+
+
+def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int = 0,
+                  log: Callable[[str], None] = print):
+    """Train a tiny open_clip CLIP on rendered (image, caption) pairs; returns (model, losses)."""
+    from open_clip.loss import ClipLoss
+    from open_clip.tokenizer import SimpleTokenizer
+    from PIL import Image
+
+    from ..data.loaders.image import apply_crop, random_crop_params, to_clip_tensor
+    from ..data.synth.render import shape_image
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = _clip_model(config, context_length=16)
+    tokenize = SimpleTokenizer(context_length=16)
+    classes = world.combinations("image")
+    loss_fn = ClipLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.1)
+    size = config.vision.image_size
+    losses = []
+    for step in range(steps):
+        images, texts = [], []
+        for attrs in classes:  # every class once per batch
+            img = Image.fromarray(shape_image(rng, attrs["colour"], attrs["shape"]))
+            images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
+            texts.append(world.caption("image", attrs, int(rng.integers(3))))
+        image_feats, text_feats, scale = model(torch.stack(images), tokenize(texts))
+        loss = loss_fn(image_feats, text_feats, scale)
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % max(1, steps // 5) == 0:
+            acc = (image_feats @ text_feats.T).argmax(-1).eq(torch.arange(len(classes))).float().mean().item()
+            log(f"  CLIP step {step + 1}/{steps}: loss {np.mean(losses[-20:]):.3f}, batch retrieval acc {acc:.2f}")
+    return model.eval(), losses
+
+
+def save_clip_visual(model, path: str | Path) -> Path:
+    """The visual tower in open_clip's checkpoint layout (``visual.*``), as `onellm init --clip` reads it."""
+    from safetensors.torch import save_file
+
+    state = {f"visual.{k}": v.contiguous() for k, v in model.visual.state_dict().items()}
+    save_file(state, str(path))
+    return Path(path)
+
+
+def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int = 123) -> float:
+    """Held-out check: rendered images classified against the 12 class captions."""
+    from open_clip.tokenizer import SimpleTokenizer
+    from PIL import Image
+
+    from ..data.loaders.image import eval_crop, to_clip_tensor
+    from ..data.synth.render import shape_image
+
+    rng = np.random.default_rng(seed)
+    classes = world.combinations("image")
+    with torch.no_grad():
+        text = F.normalize(model.encode_text(SimpleTokenizer(context_length=16)(
+            [world.caption("image", a) for a in classes])), dim=-1)
+        labels = rng.integers(len(classes), size=n)
+        imgs = torch.stack([to_clip_tensor(eval_crop(Image.fromarray(
+            shape_image(rng, classes[k]["colour"], classes[k]["shape"])), config.vision.image_size)) for k in labels])
+        pred = (F.normalize(model.encode_image(imgs), dim=-1) @ text.T).argmax(-1)
+    return float((pred.numpy() == labels).mean())

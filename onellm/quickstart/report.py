@@ -1,0 +1,79 @@
+"""``report.md`` of a quickstart run: accuracy tables per stage, loss curves (PNG), timings, example generations."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _plot(curves: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(curves)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8))
+    for ax, name in zip(axes if len(names) > 1 else [axes], names):
+        ax.plot(curves[name], lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes_list = axes if len(names) > 1 else [axes]
+    axes_list[0].set_ylabel("loss", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v / 100:.2f}"
+
+
+def _table(rows: dict[str, dict[str, float | None]]) -> list[str]:
+    lines = ["| modality | caption accuracy | QA accuracy | chance |", "|---|---|---|---|"]
+    for m, r in rows.items():
+        lines.append(f"| {m} | {_pct(r['caption_acc'])} | {_pct(r['qa_acc'])} | {_pct(r['chance'])} |")
+    return lines
+
+
+def _examples(predictions: Path, per_modality: int = 2) -> list[str]:
+    if not predictions.exists():
+        return []
+    seen: dict[str, int] = {}
+    lines = ["| id | prompt | generated | reference |", "|---|---|---|---|"]
+    for raw in predictions.read_text().splitlines():
+        row = json.loads(raw)
+        modality = row["id"].split("-")[0]
+        if seen.get(modality, 0) >= per_modality or "answer" not in row:
+            continue
+        seen[modality] = seen.get(modality, 0) + 1
+        lines.append(f"| {row['id']} | {row.get('prompt', '')} | {row['answer']} | {row.get('gt', '')} |")
+    return lines
+
+
+def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
+    _plot(results["curves"], out / "loss_curves.png")
+    stages = list(results["stages"])
+    md = ["# OneLLM quickstart report", "",
+          f"Seed {results['seed']}. Held-out split: `{test_dir}`. Caption accuracy = the fraction of a sample's true "
+          "attributes its generated caption names (naming another value of the same attribute cancels the hit); "
+          "QA accuracy = the true value named in the answer; chance = one uniformly random value per attribute.", ""]
+    if stages:
+        md += [f"## After {stages[-1]}", ""] + _table(results["stages"][stages[-1]]) + [""]
+    md += ["## What each stage added", ""]
+    for name in stages:
+        md += [f"### {name}", ""] + _table(results["stages"][name]) + [""]
+    md += ["## Pretrained stand-ins", "",
+           f"- language model loss {results['lm_loss'][0]:.2f} -> {results['lm_loss'][1]:.2f}",
+           f"- CLIP zero-shot accuracy on held-out renders: {results['clip_zero_shot_acc']:.2f}", "",
+           "## Loss curves", "", "![loss curves](loss_curves.png)", "", "## Timings", "",
+           "| step | seconds |", "|---|---|"]
+    md += [f"| {k} | {v:.1f} |" for k, v in results["timings"].items()]
+    md += [f"| total | {sum(results['timings'].values()):.1f} |", ""]
+    if stages:
+        md += ["## Example generations (last stage)", ""]
+        md += _examples(out / "eval" / stages[-1] / "synth" / "predictions.jsonl") + [""]
+    path = out / "report.md"
+    path.write_text("\n".join(md))
+    return path

@@ -1,0 +1,113 @@
+"""Frozen-feature cache: exact loss/gradients, resumable writing."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from onellm import OneLLM
+from onellm.cli import main
+from onellm.data.datasets import AlignmentDataset, Collator
+from onellm.data.manifest import read_manifest
+from onellm.features import CACHEABLE, FeatureStore, cache_features, feature_key
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from onellm.data.synth import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, per_modality=5, seed=4, split="train", modalities="image,video,depth,normal,audio")
+    return out / "train"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "tiny"
+    assert main(["init", "--preset", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_cached_features_give_exactly_the_same_loss_and_gradients(world, model_dir, tmp_path):
+    model = OneLLM.from_pretrained(model_dir)
+    model.set_trainable(llm=False)  # alignment: the UPM trains, CLIP and the LLM are frozen
+    records = read_manifest(world / "alignment.jsonl")
+    counts = cache_features(model, records, tmp_path / "cache", batch_size=3, num_workers=0, progress=False)
+    cacheable = [r for r in records if r.inputs[0].modality in CACHEABLE]
+    assert counts["new"] == len(cacheable) == 20 and counts["failed"] == 0
+    store = FeatureStore(tmp_path / "cache")
+    assert all(feature_key(r.id, 0) in store for r in cacheable)
+    assert not any(feature_key(r.id, 0) in store for r in records if r not in cacheable)  # audio is not frozen-path
+    plain = AlignmentDataset(records, model.tokenizer, model.config, train=False)
+    cached = AlignmentDataset(records, model.tokenizer, model.config, train=False)
+    cached.feature_store = store
+    collate = Collator(pad_id=0)
+    for key in ("image", "video", "depth", "normal"):
+        idx = [i for i, r in enumerate(records) if r.modality_key == key][:3]
+        b_plain, b_cached = collate([plain[i] for i in idx]), collate([cached[i] for i in idx])
+        assert "modality_features" in b_cached and not b_cached["modality_inputs"]
+        grads = []
+        for batch in (b_plain, b_cached):
+            model.zero_grad(set_to_none=True)
+            out = model(batch)
+            out.loss.backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+            grads[-1]["loss"] = out.loss.detach()
+        assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+        for n in grads[0]:
+            torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5)
+
+
+def test_mixed_raw_and_cached_inputs_in_one_batch(world, model_dir, tmp_path):
+    """A sample missing from the cache falls back to its raw input; blocks still land in reading order."""
+    model = OneLLM.from_pretrained(model_dir)
+    records = [r for r in read_manifest(world / "alignment.jsonl") if r.modality_key == "image"][:4]
+    cache_features(model, records[:2], tmp_path / "c", num_workers=0, progress=False)
+    ds = AlignmentDataset(records, model.tokenizer, model.config, train=False)
+    ds.feature_store = FeatureStore(tmp_path / "c")
+    batch = Collator()([ds[i] for i in range(4)])
+    assert batch["feature_order"]["image"].tolist() == [0, 1] and batch["modality_order"]["image"].tolist() == [2, 3]
+    ref = Collator()([AlignmentDataset(records, model.tokenizer, model.config, train=False)[i] for i in range(4)])
+    with torch.no_grad():
+        torch.testing.assert_close(model.build_inputs_embeds(batch), model.build_inputs_embeds(ref), atol=1e-6, rtol=1e-5)
+
+
+def test_cache_resumes_after_a_kill_without_losing_or_duplicating(world, model_dir, tmp_path):
+    out = tmp_path / "cache"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "onellm.cli", "cache-features", "--model", str(model_dir), "--manifest",
+           str(world / "alignment.jsonl"), "--out", str(out), "--shard-size", "2", "--batch-size", "1",
+           "--num-workers", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "index.json").exists() and len(json.loads((out / "index.json").read_text())["entries"]) >= 4:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = json.loads((out / "index.json").read_text())["entries"]
+    assert 4 <= len(partial) < 20, "the run should have been killed mid-way"
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    entries = json.loads((out / "index.json").read_text())["entries"]
+    assert len(entries) == 20 and set(partial) <= set(entries)
+    assert all(entries[k] == partial[k] for k in partial)  # finished shards are kept, not redone
+    from safetensors import safe_open
+
+    stored = [k for f in sorted(out.glob("shard-*.safetensors")) for k in safe_open(str(f), "pt").keys()
+              if entries.get(k) == f.name]
+    assert sorted(stored) == sorted(entries)  # every feature exactly once
+    fresh = tmp_path / "fresh"
+    cache_features(OneLLM.from_pretrained(model_dir), read_manifest(world / "alignment.jsonl"), fresh,
+                   num_workers=0, progress=False)
+    a, b = FeatureStore(out), FeatureStore(fresh)
+    for k in entries:
+        torch.testing.assert_close(a.get(k), b.get(k))
