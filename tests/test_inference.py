@@ -164,3 +164,14 @@ def test_chat_streams_answers_with_history(model_dir, tmp_path):
     out, _ = proc.communicate("What is it?\nAnd the colour?\n/reset\n/quit\n", timeout=120)
     assert proc.returncode == 0, out
     assert "OneLLM chat (image)" in out and out.count("> ") >= 4 and "(history cleared)" in out
+
+
+def test_loaders_work_after_loading_a_model_in_a_fresh_process(model_dir, tmp_path):
+    """Regression: a library first imported inside the meta-device context of from_pretrained (torchaudio's kaldi
+    module keeps a module-level tensor) must not end up with meta tensors."""
+    files = write_input_files(tmp_path)
+    code = ("import sys; from onellm import OneLLM; OneLLM.from_pretrained(sys.argv[1]);"
+            "from onellm.data.loaders import load_modality; print(tuple(load_modality('audio', sys.argv[2]).shape))")
+    res = subprocess.run([sys.executable, "-c", code, str(model_dir), str(tmp_path / files["audio"]["path"])],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "(1, 128, 1024)" in res.stdout, res.stderr[-2000:]

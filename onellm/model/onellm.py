@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import LlamaForCausalLM  # at import time: never first imported under a meta-device context
 from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
@@ -55,8 +56,6 @@ def _modality_set(value: "bool | Iterable[Modality | str]") -> set[Modality]:
 class OneLLM(nn.Module):
     def __init__(self, config: OneLLMConfig):
         super().__init__()
-        from transformers import LlamaForCausalLM
-
         self.config = config
         self.encoder = build_clip_visual(config.vision)
         self.tokenizers = ModalityTokenizers(config)

@@ -50,6 +50,8 @@ def build_meta_model(recipe: Recipe):
 
     directory = Path(recipe.model)
     config = read_config(base_of(directory) if is_adapter_dir(directory) else directory)
+    if recipe.trainable.llm == "lora":
+        import peft  # noqa: F401  (imported outside the meta context: module-level tensors must be real)
     with torch.device("meta"):
         model = OneLLM(config)
         configure_trainable(model, recipe)
