@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("onellm.quickstart", "the whole OneLLM pipeline in miniature on the synthetic world (CPU, minutes)"),
+    "bench": ("onellm.bench", "throughput, MFU and same-run ratios (feature cache, padding, batching, loading)"),
     "cache-features": ("onellm.commands.cache_features", "encode frozen-path inputs (image/video/depth/normal) once"),
     "smoke": ("onellm.commands.smoke", "build the tiny model and run one input of every modality through it"),
     "synth": ("onellm.data.synth", "generate the synthetic 8-modality world (files + manifests)"),

@@ -41,3 +41,13 @@ def text_tokenizer(tokenizer_dir):
     from onellm.data.text import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny model directory made by `onellm init` (random weights, a tokenizer trained on the fly); read-only."""
+    from onellm.cli import main
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    assert main(["init", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
+    return out

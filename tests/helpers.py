@@ -77,3 +77,12 @@ def write_input_files(directory, generator_seed: int = 0) -> dict:
         "broken": {"modality": "image", "path": "broken.png"},
         "missing": {"modality": "audio", "path": "nowhere.wav"},
     }
+
+
+def synth_world(tmp_path_factory, per_modality: int, seed: int, modalities=None):
+    """The synthetic world's train split (files + manifests) in a fresh folder."""
+    from onellm.data.synth import generate_world
+
+    out = tmp_path_factory.mktemp("world")
+    generate_world(out, per_modality=per_modality, seed=seed, split="train", modalities=modalities)
+    return out / "train"

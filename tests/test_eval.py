@@ -41,13 +41,6 @@ def no_java(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["init", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaldata")
     return root, write_all(root)

@@ -16,23 +16,14 @@ from onellm.data.datasets import AlignmentDataset, Collator
 from onellm.data.manifest import read_manifest
 from onellm.features import CACHEABLE, FeatureStore, cache_features, feature_key
 
+from helpers import synth_world
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from onellm.data.synth import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, per_modality=5, seed=4, split="train", modalities="image,video,depth,normal,audio")
-    return out / "train"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("m") / "tiny"
-    assert main(["init", "--preset", "tiny", "--out", str(out)]) == 0
-    return out
+    return synth_world(tmp_path_factory, 5, 4, "image,video,depth,normal,audio")
 
 
 def test_cached_features_give_exactly_the_same_loss_and_gradients(world, model_dir, tmp_path):

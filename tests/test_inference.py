@@ -20,13 +20,6 @@ from helpers import request_sample, tiny_model_with_tokenizer, write_input_files
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["init", "--preset", "tiny", "--out", str(out), "--seed", "1"]) == 0
-    return out
-
-
 def test_init_tiny_offline(model_dir):
     files = {p.name for p in model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.model"} <= files

@@ -13,30 +13,19 @@ from onellm.data.collate import collate_packed
 from onellm.training import load_recipe, train
 from onellm.training.estimate import build_meta_model, estimate
 
-from helpers import request_sample
+from helpers import request_sample, synth_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from onellm.data.synth import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, per_modality=4, seed=3, split="train", modalities="image,audio,fmri")
-    return out / "train"
+    return synth_world(tmp_path_factory, 4, 3, "image,audio,fmri")
 
 
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base") / "tiny"
-    assert main(["init", "--preset", "tiny", "--out", str(out), "--seed", "2"]) == 0
-    return out
-
-
-def lora_recipe(world, base_dir, out, *extra):
+def lora_recipe(world, model_dir, out, *extra):
     recipe = load_recipe(ROOT / "train/recipes/instruction_lora.yaml",
-                         [f"model={base_dir}", f"output_dir={out}", "max_steps=12", "micro_batch=4", "accumulation=1",
+                         [f"model={model_dir}", f"output_dir={out}", "max_steps=12", "micro_batch=4", "accumulation=1",
                           "precision=fp32", "gradient_checkpointing=false", "num_workers=0", "report_to=[]",
                           "save_every=6", "optimizer.lr=5e-3", "lora.rank=4", "log_every=100", *extra])
     recipe.datasets = recipe.datasets[:1]
@@ -45,14 +34,14 @@ def lora_recipe(world, base_dir, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def trained(world, base_dir, tmp_path_factory):
+def trained(world, model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("lora")
-    recipe = lora_recipe(world, base_dir, out, "trainable.upm=[audio]", "trainable.experts=false")
+    recipe = lora_recipe(world, model_dir, out, "trainable.upm=[audio]", "trainable.experts=false")
     result = train(recipe, log=lambda *_: None)
     return recipe, result
 
 
-def test_only_adapters_and_named_parts_train_and_the_loss_falls(trained, base_dir):
+def test_only_adapters_and_named_parts_train_and_the_loss_falls(trained, model_dir):
     recipe, result = trained
     assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3
     adapter = result.model_dir
@@ -64,7 +53,7 @@ def test_only_adapters_and_named_parts_train_and_the_loss_falls(trained, base_di
     assert lora and all("lora_" in k for k in lora)
     parts = load_file(str(adapter / "trained_parts.safetensors"))
     assert parts and all(".audio" in k and k.startswith("upm.") for k in parts)
-    base = OneLLM.from_pretrained(base_dir)
+    base = OneLLM.from_pretrained(model_dir)
     tuned = OneLLM.from_pretrained(adapter)  # the adapter directory knows its base
     base_sd, tuned_sd = base.state_dict(), tuned.state_dict()
     for name, value in base_sd.items():
@@ -95,20 +84,20 @@ def test_merged_model_equals_base_plus_adapter(trained, tmp_path, text_tokenizer
         torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)
 
 
-def test_adapter_save_load_round_trip(trained, base_dir):
+def test_adapter_save_load_round_trip(trained, model_dir):
     _, result = trained
-    one = OneLLM.from_pretrained(base_dir, adapter=result.model_dir)
+    one = OneLLM.from_pretrained(model_dir, adapter=result.model_dir)
     two = OneLLM.from_pretrained(result.model_dir)
     s1, s2 = one.state_dict(), two.state_dict()
     assert s1.keys() == s2.keys() and all(torch.equal(s1[k], s2[k]) for k in s1)
     meta = json.loads((result.model_dir / "onellm_adapter.json").read_text())
-    assert Path(meta["base_model"]) == base_dir.resolve()
+    assert Path(meta["base_model"]) == model_dir.resolve()
 
 
-def test_dry_run_counts_match_the_real_trainable_parameters(world, base_dir, tmp_path, capsys):
-    recipe = lora_recipe(world, base_dir, tmp_path / "x", "trainable.upm=[image,audio]")
+def test_dry_run_counts_match_the_real_trainable_parameters(world, model_dir, tmp_path, capsys):
+    recipe = lora_recipe(world, model_dir, tmp_path / "x", "trainable.upm=[image,audio]")
     meta = build_meta_model(recipe)
-    real = OneLLM.from_pretrained(base_dir)
+    real = OneLLM.from_pretrained(model_dir)
     from onellm.training.trainer import configure_trainable
 
     configure_trainable(real, recipe)

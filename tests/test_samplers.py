@@ -73,3 +73,10 @@ def test_length_grouped_steps_use_one_type_and_similar_lengths():
     sampler = LengthGroupedBatchSampler(["t"] * 203, lengths, micro_batch=mb, world_size=world, accumulation=accum)
     spans = sorted(max(lengths[i] for i in gb) - min(lengths[i] for i in gb) for gb in sampler.global_batches(0))
     assert spans[-2] < 1990 / 10  # 4 of 203 sorted lengths per micro-step
+
+
+def test_length_grouped_repeat_factors():
+    keys = ["a"] * 10 + ["b"] * 10
+    s = LengthGroupedBatchSampler(keys, list(range(20)), micro_batch=2, seed=0, repeats=[1.0] * 10 + [2.0] * 10)
+    seen = [i for b in s for i in b]
+    assert sum(i >= 10 for i in seen) == 20 and sum(i < 10 for i in seen) == 10

@@ -17,28 +17,19 @@ from onellm.training.optim import lr_at
 from onellm.training.recipe import ScheduleSpec
 from onellm.training.trainer import NonFiniteLossError
 
+from helpers import synth_world
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "train" / "recipes").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from onellm.data.synth import generate_world
-
-    out = tmp_path_factory.mktemp("world")
-    generate_world(out, per_modality=6, seed=0, split="train")
-    return out / "train"
+    return synth_world(tmp_path_factory, 6, 0)
 
 
-@pytest.fixture(scope="module")
-def init_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("init") / "tiny"
-    assert main(["init", "--preset", "tiny", "--out", str(out)]) == 0
-    return out
-
-
-def tiny(name, world, init_dir, out, *overrides):
-    base = [f"model={init_dir}", f"output_dir={out}", "num_workers=0", "report_to=[]", "log_every=100"]
+def tiny(name, world, model_dir, out, *overrides):
+    base = [f"model={model_dir}", f"output_dir={out}", "num_workers=0", "report_to=[]", "log_every=100"]
     recipe = load_recipe(ROOT / "train" / "recipes" / name, base + list(overrides))
     for ds in recipe.datasets:
         ds.manifest = str(world / Path(ds.manifest).name)
@@ -74,9 +65,9 @@ def test_schedule_warmup_then_cosine_to_min():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
 
-def test_tiny_stage1_learns_and_touches_only_trainable_parts(world, init_dir, tmp_path):
-    recipe = tiny("tiny_stage1_image.yaml", world, init_dir, tmp_path / "s1")
-    before = load_file(str(init_dir / "model.safetensors"))
+def test_tiny_stage1_learns_and_touches_only_trainable_parts(world, model_dir, tmp_path):
+    recipe = tiny("tiny_stage1_image.yaml", world, model_dir, tmp_path / "s1")
+    before = load_file(str(model_dir / "model.safetensors"))
     result = train(recipe, log=lambda *_: None)
     assert result.steps == 30
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
@@ -98,8 +89,8 @@ def test_tiny_stage1_learns_and_touches_only_trainable_parts(world, init_dir, tm
     assert ckpts == ["step-000015", "step-000030"]
 
 
-def test_progression_stage1_to_instruction(world, init_dir, tmp_path):
-    prev = init_dir
+def test_progression_stage1_to_instruction(world, model_dir, tmp_path):
+    prev = model_dir
     stages = ["tiny_stage1_image.yaml", "tiny_stage2_video_audio_point.yaml",
               "tiny_stage3_depth_normal_imu_fmri.yaml", "tiny_instruction.yaml"]
     outputs = []
@@ -125,7 +116,7 @@ def test_progression_stage1_to_instruction(world, init_dir, tmp_path):
     assert final.tokenizer is not None
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world, init_dir, tmp_path,
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world, model_dir, tmp_path,
                                                                           monkeypatch):
     from onellm.model.onellm import OneLLM
 
@@ -139,7 +130,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world
         return out
 
     monkeypatch.setattr(OneLLM, "forward", diverging)
-    recipe = tiny("tiny_stage1_image.yaml", world, init_dir, tmp_path / "nan", "max_steps=8", "save_every=2")
+    recipe = tiny("tiny_stage1_image.yaml", world, model_dir, tmp_path / "nan", "max_steps=8", "save_every=2")
     with pytest.raises(NonFiniteLossError, match="last good checkpoint") as err:
         train(recipe, log=lambda *_: None)
     assert "step 4" in str(err.value)
@@ -148,10 +139,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world
     assert not (tmp_path / "nan" / "model").exists()
 
 
-def write_recipe(recipe_path, world, init_dir, out, **extra):
+def write_recipe(recipe_path, world, model_dir, out, **extra):
     import yaml
 
-    data = {"model": str(init_dir), "output_dir": str(out), "task": "alignment",
+    data = {"model": str(model_dir), "output_dir": str(out), "task": "alignment",
             "datasets": [{"manifest": str(world / "alignment.jsonl"),
                           "modalities": ["image", "audio", "point", "imu", "fmri"]}],
             "trainable": {"upm": True, "tokenizers": True, "llm": "frozen"},
@@ -172,9 +163,9 @@ def launch(*args, env_extra=None, **kw):
 
 
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_deepspeed_two_cpu_ranks_agree(world, init_dir, tmp_path, stage):
+def test_deepspeed_two_cpu_ranks_agree(world, model_dir, tmp_path, stage):
     out = tmp_path / stage
-    recipe = write_recipe(tmp_path / "r.yaml", world, init_dir, out, deepspeed=str(ROOT / f"train/ds/{stage}.json"),
+    recipe = write_recipe(tmp_path / "r.yaml", world, model_dir, out, deepspeed=str(ROOT / f"train/ds/{stage}.json"),
                           **({"trainable": {"upm": True, "tokenizers": True, "llm": "full"}} if stage == "zero3" else {}))
     port = str(29600 + (stage == "zero3"))
     proc = launch(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
@@ -190,12 +181,12 @@ def test_deepspeed_two_cpu_ranks_agree(world, init_dir, tmp_path, stage):
     OneLLM.from_pretrained(out / "model")  # the gathered final weights load strictly
 
 
-def test_resume_after_kill_equals_uninterrupted_run(world, init_dir, tmp_path):
-    straight = write_recipe(tmp_path / "a.yaml", world, init_dir, tmp_path / "a", save_every=100)
+def test_resume_after_kill_equals_uninterrupted_run(world, model_dir, tmp_path):
+    straight = write_recipe(tmp_path / "a.yaml", world, model_dir, tmp_path / "a", save_every=100)
     proc = launch(sys.executable, "-m", "onellm.cli", "train", str(straight))
     log, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, log[-3000:]
-    killed = write_recipe(tmp_path / "b.yaml", world, init_dir, tmp_path / "b", save_every=3)
+    killed = write_recipe(tmp_path / "b.yaml", world, model_dir, tmp_path / "b", save_every=3)
     proc = launch(sys.executable, "-m", "onellm.cli", "train", str(killed))
     ckpt = tmp_path / "b" / "checkpoints" / "step-000003"
     deadline = time.time() + 300

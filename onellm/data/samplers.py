@@ -119,12 +119,14 @@ class LengthGroupedBatchSampler(_StatefulBatchSampler):
     """
 
     def __init__(self, types: Sequence[str], lengths: Sequence[int], micro_batch: int, world_size: int = 1,
-                 rank: int = 0, seed: int = 0, accumulation: int = 1):
+                 rank: int = 0, seed: int = 0, accumulation: int = 1, repeats: Sequence[float] | None = None):
         super().__init__(micro_batch, world_size, rank, seed)
         if len(types) != len(lengths):
             raise ValueError("one type and one length per index")
         self.groups = group_indices(types)
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        # per-index repeat factor (its dataset entry's `repeat`): whole copies + a seeded fraction
+        self.repeats = np.ones(len(types)) if repeats is None else np.asarray(repeats, dtype=np.float64)
         self.accumulation = accumulation
         self._cache: tuple[int, list[np.ndarray]] | None = None
 
@@ -137,6 +139,8 @@ class LengthGroupedBatchSampler(_StatefulBatchSampler):
         steps = []
         for idx in self.groups.values():
             idx = np.asarray(idx)
+            reps = self.repeats[idx]
+            idx = np.repeat(idx, np.floor(reps).astype(np.int64) + (rng.random(len(idx)) < reps % 1))
             idx = idx[np.lexsort((rng.random(len(idx)), self.lengths[idx]))]  # by length, random tie-break
             steps += list(_wrap_to_multiple(idx, step).reshape(-1, step))
         order = rng.permutation(len(steps))

@@ -42,7 +42,7 @@ def _filter(records: list[Record], spec: DatasetSpec) -> list[Record]:
 
 
 def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokenizer, rank: int,
-                     world_size: int) -> TrainData:
+                     world_size: int, log=print) -> TrainData:
     require = "caption" if recipe.task == "alignment" else "conversations"
     cls = AlignmentDataset if recipe.task == "alignment" else InstructionDataset
     datasets: list[ManifestDataset] = []
@@ -51,17 +51,22 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
         from ..features import FeatureStore
 
         store = FeatureStore(recipe.feature_cache)
+    specs = []
     for spec in recipe.datasets:
         records = _filter(read_manifest(spec.manifest, require=require), spec)
-        if not records:
-            raise ValueError(f"{spec.manifest}: no records left (modalities filter {spec.modalities})")
+        if not records:  # e.g. a world generated without some modalities: say so, train on the rest
+            log(f"WARNING: {spec.manifest}: no records of modalities {spec.modalities}; this entry is skipped")
+            continue
         ds = cls(records, tokenizer, config, train=True, max_length=recipe.max_seq_len)
         ds.seed = recipe.seed
         ds.feature_store = store
         datasets.append(ds)
+        specs.append(spec)
+    if not datasets:
+        raise ValueError("no training records: every dataset entry of the recipe is empty after its filters")
     if recipe.task == "alignment":
         groups, repeats, offset = [], [], 0
-        for spec, ds in zip(recipe.datasets, datasets):
+        for spec, ds in zip(specs, datasets):
             for idx in group_indices(ds.modality_keys(), offset).values():
                 groups.append(idx)
                 repeats.append(spec.repeat)
@@ -69,10 +74,11 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
         sampler = ModalityBatchSampler(groups, recipe.micro_batch, world_size, rank, recipe.seed, repeats,
                                        recipe.interleave)
     else:
-        types, lengths = [], []
-        for ds in datasets:
+        types, lengths, repeats = [], [], []
+        for spec, ds in zip(specs, datasets):
             types += ds.data_types()
             lengths += ds.lengths()
+            repeats += [spec.repeat] * len(ds)
         sampler = LengthGroupedBatchSampler(types, lengths, recipe.micro_batch, world_size, rank, recipe.seed,
-                                            recipe.accumulation)
+                                            recipe.accumulation, repeats)
     return TrainData(datasets, sampler, Collator(pad_id=tokenizer.pad_id, padding_side="right"))

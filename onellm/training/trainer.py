@@ -131,7 +131,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
     if acc.device.type == "cuda" and recipe.precision != "fp32" and not recipe.deepspeed:
         _cast_frozen(model, torch.bfloat16 if recipe.precision == "bf16" else torch.float16)
     tokenizer = model.tokenizer
-    data = build_train_data(recipe, model.config, tokenizer, acc.process_index, acc.num_processes)
+    data = build_train_data(recipe, model.config, tokenizer, acc.process_index, acc.num_processes, log)
     total_steps = _total_steps(recipe, data)
     ckpt = CheckpointManager(out_dir / "checkpoints", acc, recipe.keep_last)
     resume_from = ckpt.find(recipe.resume)

@@ -1,0 +1,335 @@
+"""``onellm bench``: throughput and efficiency, measured as ratios taken in the same run.
+
+Everything runs in one process on random weights of a preset (``small`` is big enough that matrix multiplies
+dominate on a CPU; ``tiny`` is overhead-bound). Sections:
+
+1. ``peak``: dense matmul throughput (FLOP/s) in the run's dtype and device — the denominator of MFU.
+2. ``train``: optimizer steps of stage I (image), stage II (audio, point) and instruction tuning: samples/s,
+   tokens/s, peak memory, model FLOPs per step and MFU. FLOPs are counted by ``torch.utils.flop_counter`` over one
+   real forward + backward (every matmul, convolution and attention actually executed, so frozen parts count
+   their forward and the input-gradient half of their backward, and parts under ``no_grad`` count once).
+3. ``feature_cache``: stage I steps/s with cached CLIP features vs running CLIP every step.
+4. ``padding``: instruction steps/s with dynamic padding (length-grouped batches) vs padding to 2018 tokens, on
+   lengths drawn from a LLaVA-like distribution (log-normal, median ~150 tokens, capped at 2018).
+5. ``generation``: greedy samples/s at batch 1, 4, 16; prefill and decode tokens/s.
+6. ``loading``: samples/s of the real loaders on synthetic files per modality with 0, 2, 4 workers, next to what
+   the training step consumes.
+7. ``point``: time per cloud of FPS (8192 -> 1024) + kNN grouping.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .config import OneLLMConfig
+from .data.collate import collate_packed, move_batch, pack_sample
+from .modality import Modality
+from .model import OneLLM, input_shape
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, quick: bool) -> float:
+    n = 1024 if device.type == "cpu" else 8192
+    if quick:
+        n //= 2
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    seconds = timeit(lambda: a @ b, device, repeats=3 if quick else 10)
+    return 2 * n**3 / seconds
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _batch(model: OneLLM, modality: Modality | None, batch: int, text_len: int, g: torch.Generator,
+           labels_from: float = 0.0) -> dict:
+    cfg = model.config
+    samples = []
+    for _ in range(batch):
+        ids = [cfg.llm.bos_token_id] + torch.randint(3, cfg.llm.vocab_size, (text_len,), generator=g).tolist()
+        start = 1 + int(labels_from * text_len)
+        labels = [-100] * start + ids[start:]
+        inputs = []
+        if modality is not None:
+            x = torch.rand(input_shape(cfg, modality), generator=g)
+            inputs = [(modality, x)]
+        samples.append(pack_sample(ids, labels, inputs, model.block_length))
+    return collate_packed(samples)
+
+
+def _step_fn(model: OneLLM, opt: torch.optim.Optimizer, batch: dict, autocast: torch.dtype | None):
+    device = next(model.parameters()).device
+
+    def step():
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            out = model(batch, return_logits=False)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def _peak_memory(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_size: int, text_len: int,
+                     trainable: dict, peak: float, repeats: int, autocast, labels_from: float = 0.0) -> dict:
+    device = next(model.parameters()).device
+    model.set_trainable(**trainable)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    batch = move_batch(_batch(model, modality, batch_size, text_len, torch.Generator().manual_seed(0), labels_from),
+                       device)
+    step = _step_fn(model, opt, batch, autocast)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timeit(step, device, repeats)
+    flops = count_flops(step)
+    tokens = int(batch["attention_mask"].sum())
+    return {"stage": name, "modality": modality.value if modality else "text", "batch": batch_size,
+            "seq_len": batch["input_ids"].shape[1], "step_s": seconds, "samples_per_s": batch_size / seconds,
+            "tokens_per_s": tokens / seconds, "flops_per_step": flops, "mfu": flops / seconds / peak,
+            "peak_memory_gb": _peak_memory(device), "trainable_params": sum(p.numel() for p in params)}
+
+
+def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) -> dict:
+    device = next(model.parameters()).device
+    model.set_trainable(tokenizers=False, upm=[Modality.IMAGE], llm=False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    raw = move_batch(_batch(model, Modality.IMAGE, batch_size, 24, torch.Generator().manual_seed(1)), device)
+    with torch.no_grad():
+        feats = model.encode_clip(Modality.IMAGE, raw["modality_inputs"]["image"])  # what the cache would hold
+    cached = {**raw, "modality_inputs": {}, "modality_features": {"image": feats},
+              "feature_order": raw["modality_order"]}
+    t_raw = timeit(_step_fn(model, opt, raw, autocast), device, repeats)
+    t_cached = timeit(_step_fn(model, opt, cached, autocast), device, repeats)
+    return {"steps_per_s_encoder": 1 / t_raw, "steps_per_s_cached": 1 / t_cached, "ratio": t_raw / t_cached}
+
+
+def padding_ratio(model: OneLLM, batch_size: int, n_batches: int, autocast, pad_to: int = 2018) -> dict:
+    device = next(model.parameters()).device
+    model.set_trainable(tokenizers=False, upm=False, llm=True)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(150), 0.8, batch_size * n_batches), 16, pad_to).astype(int)
+    order = np.argsort(lengths)  # the length-grouped sampler's effect
+    g = torch.Generator().manual_seed(2)
+
+    def run(pad: bool) -> float:
+        total = 0.0
+        for k in range(n_batches):
+            idx = order[k * batch_size:(k + 1) * batch_size]
+            samples = []
+            for i in idx:
+                n = int(lengths[i]) if not pad else pad_to
+                ids = [1] + torch.randint(3, model.config.llm.vocab_size, (n,), generator=g).tolist()
+                real = int(lengths[i])
+                labels = [-100] * (real // 2) + ids[real // 2: real + 1] + [-100] * (len(ids) - real - 1)
+                samples.append(pack_sample(ids, labels, [], model.block_length))
+            batch = move_batch(collate_packed(samples), device)
+            total += timeit(_step_fn(model, opt, batch, autocast), device, repeats=1, warmup=0)
+        return total
+
+    run(False)  # warm-up
+    t_dynamic, t_fixed = run(False), run(True)
+    return {"mean_length": float(lengths.mean()), "pad_to": pad_to, "steps_per_s_dynamic": n_batches / t_dynamic,
+            "steps_per_s_fixed": n_batches / t_fixed, "ratio": t_fixed / t_dynamic}
+
+
+def generation_batching(model: OneLLM, sizes: tuple[int, ...], new_tokens: int, repeats: int) -> dict:
+    from .generation import GenerationConfig, generate
+
+    device = next(model.parameters()).device
+    model.eval()
+    gen = GenerationConfig(max_new_tokens=new_tokens, temperature=0, stop_strings=())
+    model.config.llm.eos_token_id = -1  # random weights: never stop early, so every size decodes equally long
+    rows = {}
+    g = torch.Generator().manual_seed(3)
+    for b in sizes:
+        batch = move_batch(collate_packed([_one_request(model, g) for _ in range(b)], padding_side="left",
+                                          with_labels=False), device)
+        t = timeit(lambda: generate(model, batch, gen), device, repeats)
+        prefill_gen = GenerationConfig(max_new_tokens=1, temperature=0, stop_strings=())
+        t1 = timeit(lambda: generate(model, batch, prefill_gen), device, repeats)
+        prompt = int(batch["attention_mask"].sum())
+        rows[b] = {"samples_per_s": b / t, "prefill_tokens_per_s": prompt / t1,
+                   "decode_tokens_per_s": b * (new_tokens - 1) / max(t - t1, 1e-9)}
+    model.config.llm.eos_token_id = 2
+    base = rows[sizes[0]]["samples_per_s"]
+    for b in sizes:
+        rows[b]["ratio_to_batch_1"] = rows[b]["samples_per_s"] / base
+    return {str(b): r for b, r in rows.items()}
+
+
+def _one_request(model: OneLLM, g: torch.Generator):
+    cfg = model.config
+    ids = [cfg.llm.bos_token_id] + torch.randint(3, cfg.llm.vocab_size, (24,), generator=g).tolist()
+    x = torch.rand(input_shape(cfg, Modality.IMAGE), generator=g)
+    return pack_sample(ids, None, [(Modality.IMAGE, x)], model.block_length)
+
+
+def data_loading(config: OneLLMConfig, workers: tuple[int, ...], n: int, batch_size: int) -> dict:
+    from torch.utils.data import DataLoader
+
+    from .data.datasets import AlignmentDataset, Collator
+    from .data.manifest import read_manifest
+    from .data.synth import generate_world
+    from .data.text import load_tokenizer, train_sentencepiece
+    from .data.synth.world import corpus_lines
+
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        generate_world(tmp, n, seed=0, fmri_voxels=config.inputs.fmri_voxels)
+        tok = load_tokenizer(train_sentencepiece(corpus_lines() * 2, Path(tmp) / "tok", 300))
+        records = read_manifest(Path(tmp) / "train" / "alignment.jsonl")
+        for m in Modality:
+            subset = [r for r in records if r.modality_key == m.value]
+            ds = AlignmentDataset(subset, tok, config, train=True)
+            for w in workers:
+                loader = DataLoader(ds, batch_size=batch_size, num_workers=w, collate_fn=Collator())
+                t = time.perf_counter()
+                count = sum(len(b["ids"]) for b in loader)
+                out.setdefault(m.value, {})[f"workers_{w}"] = count / (time.perf_counter() - t)
+    return out
+
+
+def point_tokenizer(config: OneLLMConfig, device: torch.device, repeats: int) -> dict:
+    from .model.point import furthest_point_sample, knn_group
+
+    inp = config.inputs
+    out = {}
+    for b in (1, 8):
+        pts = torch.rand(b, inp.point_num_points, 3, device=device)
+
+        def run():
+            idx = furthest_point_sample(pts, inp.point_num_groups)
+            centres = torch.gather(pts, 1, idx[..., None].expand(-1, -1, 3))
+            knn_group(pts, centres, inp.point_group_size)
+        out[f"batch_{b}_ms_per_cloud"] = 1000 * timeit(run, device, repeats) / b
+    out.update(points=inp.point_num_points, groups=inp.point_num_groups, group_size=inp.point_group_size)
+    return out
+
+
+def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", quick: bool = False,
+              log: Callable[[str], None] = print) -> dict:
+    dev = torch.device(device)
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    if preset == "onellm-7b" and dev.type != "cuda":
+        raise SystemExit("the onellm-7b preset is only benchmarked on a GPU (bf16); use --preset small on a CPU")
+    config = OneLLMConfig.preset(preset)
+    torch.manual_seed(0)
+    model = OneLLM(config).to(dev)
+    autocast = dt if dt != torch.float32 else None
+    repeats = 2 if quick else 5
+    bs = {"tiny": 8, "quickstart": 8, "small": 8, "onellm-7b": 4}.get(preset, 4)
+    res: dict[str, Any] = {"preset": preset, "device": device, "dtype": dtype, "quick": quick,
+                           "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                                       "gpu": torch.cuda.get_device_name() if dev.type == "cuda" else None}}
+    log("peak matmul ...")
+    res["peak_flops"] = matmul_peak(dev, dt, quick)
+    log("training steps ...")
+    text = 24 if quick else 48
+    res["train"] = [
+        train_throughput(model, "stage1", Modality.IMAGE, bs, text, dict(tokenizers=False, upm=["image"], llm=False),
+                         res["peak_flops"], repeats, autocast),
+        train_throughput(model, "stage2", Modality.AUDIO, bs, text,
+                         dict(tokenizers=["audio", "point"], upm=["audio"], llm=False), res["peak_flops"], repeats,
+                         autocast),
+        train_throughput(model, "stage2", Modality.POINT, bs, text,
+                         dict(tokenizers=["audio", "point"], upm=["point"], llm=False), res["peak_flops"], repeats,
+                         autocast),
+        train_throughput(model, "instruction", Modality.IMAGE, bs // 2, 64 if quick else 256,
+                         dict(tokenizers=False, upm=False, llm=True), res["peak_flops"], repeats, autocast,
+                         labels_from=0.7),
+    ]
+    log("feature cache ...")
+    res["feature_cache"] = feature_cache_ratio(model, bs, repeats, autocast)
+    log("padding ...")
+    res["padding"] = padding_ratio(model, batch_size=4 if not quick else 2, n_batches=2 if quick else 4,
+                                   autocast=autocast, pad_to=256 if quick else 2018)
+    log("generation ...")
+    res["generation"] = generation_batching(model, (1, 4) if quick else (1, 4, 16), 8 if quick else 32,
+                                            1 if quick else 3)
+    log("data loading ...")
+    res["loading"] = data_loading(config, (0, 2) if quick else (0, 2, 4), 6 if quick else 32, bs)
+    log("point tokenizer ...")
+    full_points = OneLLMConfig.preset("onellm-7b") if not quick else config
+    res["point"] = point_tokenizer(full_points, dev, 1 if quick else 3)
+    return res
+
+
+def format_bench(res: dict) -> str:
+    lines = [f"onellm bench: preset {res['preset']}, {res['device']} {res['dtype']}",
+             f"peak matmul: {res['peak_flops'] / 1e9:.1f} GFLOP/s", "",
+             f"{'stage':12s} {'modality':9s} {'samples/s':>10s} {'tokens/s':>10s} {'GFLOP/step':>11s} {'MFU':>6s} {'peak GB':>8s}"]
+    for r in res["train"]:
+        lines.append(f"{r['stage']:12s} {r['modality']:9s} {r['samples_per_s']:10.2f} {r['tokens_per_s']:10.1f} "
+                     f"{r['flops_per_step'] / 1e9:11.2f} {100 * r['mfu']:5.1f}% {r['peak_memory_gb']:8.2f}")
+    fc, pd = res["feature_cache"], res["padding"]
+    lines += ["", f"feature cache: {fc['steps_per_s_cached']:.2f} vs {fc['steps_per_s_encoder']:.2f} steps/s "
+                  f"-> x{fc['ratio']:.2f}",
+              f"dynamic padding (mean length {pd['mean_length']:.0f}) vs pad to {pd['pad_to']}: "
+              f"x{pd['ratio']:.2f}", "", f"{'batch':>6s} {'samples/s':>10s} {'x batch 1':>10s} {'prefill tok/s':>14s} "
+                                         f"{'decode tok/s':>13s}"]
+    for b, r in res["generation"].items():
+        lines.append(f"{b:>6s} {r['samples_per_s']:10.2f} {r['ratio_to_batch_1']:10.2f} "
+                     f"{r['prefill_tokens_per_s']:14.1f} {r['decode_tokens_per_s']:13.1f}")
+    lines += ["", "data loading (samples/s by workers):"]
+    for m, r in res["loading"].items():
+        lines.append(f"  {m:8s} " + "  ".join(f"{k.split('_')[1]}w {v:8.1f}" for k, v in r.items()))
+    p = res["point"]
+    lines += ["", f"point tokenizer ({p['points']} -> {p['groups']} x {p['group_size']}): "
+                  f"{p['batch_1_ms_per_cloud']:.1f} ms/cloud alone, {p['batch_8_ms_per_cloud']:.1f} ms/cloud in a batch of 8"]
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--preset", default="small", choices=OneLLMConfig.presets())
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--out", default="bench.json")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (under a minute at tiny)")
+
+
+def run(args) -> int:
+    res = run_bench(args.preset, args.device, args.dtype, args.quick, log=lambda s: print(s, flush=True))
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(format_bench(res))
+    print(f"wrote {args.out}")
+    return 0

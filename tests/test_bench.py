@@ -1,0 +1,25 @@
+"""`onellm bench --preset tiny --quick` runs in about a minute and produces every field."""
+import json
+
+from onellm.cli import main
+
+
+def test_bench_quick_produces_every_field(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--preset", "tiny", "--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["peak_flops"] > 1e8
+    stages = {(r["stage"], r["modality"]) for r in res["train"]}
+    assert stages == {("stage1", "image"), ("stage2", "audio"), ("stage2", "point"), ("instruction", "image")}
+    for r in res["train"]:
+        assert r["samples_per_s"] > 0 and r["tokens_per_s"] > 0 and r["flops_per_step"] > 0
+        assert 0 < r["mfu"] < 1.5 and r["peak_memory_gb"] > 0
+    # the instruction step trains the LLM (its backward includes weight gradients): more FLOPs per token
+    assert res["feature_cache"]["ratio"] > 1.0  # skipping CLIP is faster
+    assert res["padding"]["ratio"] > 1.0  # padding every sample to the maximum is slower
+    assert set(res["generation"]) == {"1", "4"} and res["generation"]["4"]["ratio_to_batch_1"] > 1.0
+    assert set(res["loading"]) == {"image", "video", "audio", "point", "depth", "normal", "imu", "fmri"}
+    assert all(v > 0 for r in res["loading"].values() for v in r.values())
+    assert res["point"]["batch_1_ms_per_cloud"] > 0
+    printed = capsys.readouterr().out
+    assert "MFU" in printed and "feature cache" in printed and "point tokenizer" in printed
