@@ -45,8 +45,8 @@ class Scale:
 
 FULL = Scale()
 # The integration test's size: image and audio only, stages I and II (about two minutes on 2 cores).
-REDUCED = Scale(train_per_modality=64, test_per_modality=12, lm_steps=150, clip_steps=250,
-                stage_steps={"stage1": 300, "stage2": 400}, stages=("stage1", "stage2"), modalities=("image", "audio"))
+REDUCED = Scale(train_per_modality=64, test_per_modality=12, lm_steps=140, clip_steps=200,
+                stage_steps={"stage1": 250, "stage2": 500}, stages=("stage1", "stage2"), modalities=("image", "audio"))
 
 
 def recipes_dir() -> Path:
@@ -97,7 +97,8 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
         tokenizer = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, out / "pretrained" / "tokenizer",
                                                        vocab_size=config.llm.vocab_size))
         config.llm.vocab_size = len(tokenizer)
-        lm, lm_losses = pretrain_language_model(config, tokenizer, scale.lm_steps, seed=seed, log=log)
+        lm, lm_losses = pretrain_language_model(config, tokenizer, scale.lm_steps, seed=seed, log=log,
+                                                 modalities=scale.modalities)
         lm.save_pretrained(out / "pretrained" / "llm")
         results["lm_loss"] = [lm_losses[0], lm_losses[-1]]
     with timed("pretrain CLIP"):
@@ -128,6 +129,7 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
         curves[name] = result.losses
         previous = result.model_dir
         with timed(f"evaluate {name}"):
+            shutil.rmtree(out / "eval" / name, ignore_errors=True)  # a rerun must not resume an old run's answers
             test = subset_requests(world / "test", eval_modalities, out / "eval" / f"{name}-data")  # seen so far
             rows = run_benchmarks(str(previous), "synth", test, out / "eval" / name, device="cpu",
                                   dtype="fp32", template="chat" if chat else "none", batch_size=32,

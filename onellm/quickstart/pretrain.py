@@ -24,10 +24,10 @@ from ..data.template import SYSTEM, encode_caption, encode_conversation
 from ..data.text import TextTokenizer
 
 
-def world_conversations(rng: random.Random) -> list[tuple[list[dict[str, str]], dict[str, str]]]:
+def world_conversations(rng: random.Random, modalities=None) -> list[tuple[list[dict[str, str]], dict[str, str]]]:
     """(chat, attributes) per attribute combination and modality: a caption request, then every question."""
     chats = []
-    for modality in world.ATTRIBUTES:
+    for modality in modalities or world.ATTRIBUTES:
         for attrs in world.combinations(modality):
             turns = [{"from": "human", "value": rng.choice(world.caption_requests(modality))},
                      {"from": "gpt", "value": world.caption(modality, attrs, rng.randrange(3))}]
@@ -46,17 +46,19 @@ def keyword_prefix(attributes: dict[str, str], rng: random.Random) -> str:
     return " ".join(values)
 
 
-def language_corpus(tokenizer: TextTokenizer, seed: int) -> list[list[int]]:
-    """Token sequences of the world's text: captions ([bos] caption [eos]) and chats (template, with EOS), each
-    also with its attribute words in front (see :func:`keyword_prefix`)."""
+def language_corpus(tokenizer: TextTokenizer, seed: int, modalities=None) -> list[list[int]]:
+    """Token sequences of the world's text (of ``modalities``, default all): captions ([bos] caption [eos]) and
+    chats (template, with EOS), each also with its attribute words in front (see :func:`keyword_prefix`)."""
     rng = random.Random(seed)
-    seqs = [encode_caption(tokenizer, line)[0] for line in world.corpus_lines()]
-    for modality in world.ATTRIBUTES:
+    modalities = list(modalities or world.ATTRIBUTES)
+    seqs = [encode_caption(tokenizer, world.caption(m, attrs, k))[0] for m in modalities
+            for attrs in world.combinations(m) for k in range(len(world.CAPTION_TEMPLATES[m]))]
+    for modality in modalities:
         for attrs in world.combinations(modality):
             for k in range(len(world.CAPTION_TEMPLATES[modality])):
                 text = f"{keyword_prefix(attrs, rng)} {world.caption(modality, attrs, k)}"
                 seqs.append(encode_caption(tokenizer, text)[0])
-    for chat, attrs in world_conversations(rng):
+    for chat, attrs in world_conversations(rng, modalities):
         seqs.append(encode_conversation(tokenizer, chat)[0])
         ids, _ = encode_conversation(tokenizer, chat)
         seqs.append([ids[0]] + tokenizer.encode(keyword_prefix(attrs, rng)) + ids[1:])
@@ -68,13 +70,13 @@ def tokenizer_corpus() -> list[str]:
 
 
 def pretrain_language_model(config: OneLLMConfig, tokenizer: TextTokenizer, steps: int, batch_size: int = 16,
-                            lr: float = 3e-3, seed: int = 0, log: Callable[[str], None] = print):
+                            lr: float = 3e-3, seed: int = 0, log: Callable[[str], None] = print, modalities=None):
     """Train a fresh ``LlamaForCausalLM`` of ``config.llm`` dims on the world's text; returns (model, losses)."""
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config.llm.to_hf())
-    seqs = language_corpus(tokenizer, seed)
+    seqs = language_corpus(tokenizer, seed, modalities)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     rng = np.random.default_rng(seed)
     losses = []
