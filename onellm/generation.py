@@ -27,6 +27,7 @@ class GenerationConfig:
     temperature: float = 0.1
     top_p: float = 0.75
     stop_strings: tuple[str, ...] = (SEPARATOR,)
+    min_new_tokens: int = 0
 
     @property
     def greedy(self) -> bool:
@@ -43,7 +44,8 @@ class GenerationOutput:
 
 def _hf_kwargs(model, gen: GenerationConfig) -> dict[str, Any]:
     llm_cfg = model.config.llm
-    kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_new_tokens, eos_token_id=llm_cfg.eos_token_id,
+    kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens,
+                                  eos_token_id=llm_cfg.eos_token_id,
                                   pad_token_id=llm_cfg.pad_token_id, bos_token_id=llm_cfg.bos_token_id)
     if gen.greedy:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
