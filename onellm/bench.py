@@ -8,7 +8,9 @@ dominate on a CPU; ``tiny`` is overhead-bound). Sections:
    tokens/s, peak memory, model FLOPs per step and MFU. FLOPs are counted by ``torch.utils.flop_counter`` over one
    real forward + backward (every matmul, convolution and attention actually executed, so frozen parts count
    their forward and the input-gradient half of their backward, and parts under ``no_grad`` count once).
-3. ``feature_cache``: stage I steps/s with cached CLIP features vs running CLIP every step.
+3. ``feature_cache``: stage I steps/s with cached CLIP features vs running CLIP every step, the FLOPs each step
+   does, and (full runs) the same FLOP count for OneLLM-7B built on the meta device: the encoder's share of a
+   stage I step bounds what any cache can save (Amdahl), whatever the hardware.
 4. ``padding``: instruction steps/s with dynamic padding (length-grouped batches) vs padding to 2018 tokens, on
    lengths drawn from a LLaVA-like distribution (log-normal, median ~150 tokens, capped at 2018).
 5. ``generation``: greedy samples/s at batch 1, 4, 16; prefill and decode tokens/s.
@@ -150,6 +152,32 @@ def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) 
     f_raw, f_cached = count_flops(_step_fn(model, opt, raw, autocast)), count_flops(_step_fn(model, opt, cached, autocast))
     return {"steps_per_s_encoder": 1 / t_raw, "steps_per_s_cached": 1 / t_cached, "ratio": t_raw / t_cached,
             "flops_per_step_encoder": f_raw, "flops_per_step_cached": f_cached, "flop_ratio": f_raw / f_cached}
+
+
+def feature_cache_flop_bound(preset: str = "onellm-7b", text_lens: tuple[int, ...] = (16, 32, 64)) -> dict:
+    """FLOPs of one stage I sample of ``preset`` (built on the meta device: nothing is allocated or run) split into
+    the frozen CLIP forward, the UPM forward + backward, and the frozen LLM forward + input-gradient backward."""
+    import transformers  # noqa: F401  (before the meta context: see OneLLM.from_pretrained)
+
+    cfg = OneLLMConfig.preset(preset)
+    meta = torch.device("meta")
+    with meta:
+        model = OneLLM(cfg)
+    model.set_trainable(tokenizers=False, upm=[Modality.IMAGE], llm=False)
+    x = torch.empty((1, *input_shape(cfg, Modality.IMAGE)), device=meta)
+    with torch.no_grad():
+        clip = count_flops(lambda: model.encode_clip(Modality.IMAGE, x))
+        feats = model.encode_clip(Modality.IMAGE, x)  # (1, T, D_clip)
+    upm = count_flops(lambda: model.project(Modality.IMAGE, feats).sum().backward())
+    rows = {}
+    for text in text_lens:
+        length = 1 + model.block_length + text  # BOS, the modality block, the caption
+        embeds = torch.empty(1, length, cfg.llm.hidden_size, device=meta, requires_grad=True)
+        labels = torch.zeros(1, length, dtype=torch.long, device=meta)
+        llm = count_flops(lambda: model.llm(inputs_embeds=embeds, labels=labels).loss.backward())
+        total = clip + upm + llm
+        rows[str(text)] = {"clip": clip, "upm": upm, "llm": llm, "bound": total / (total - clip)}
+    return {"preset": preset, "caption_tokens": rows}
 
 
 def padding_ratio(model: OneLLM, batch_size: int, n_batches: int, autocast, pad_to: int = 2018) -> dict:
@@ -296,6 +324,8 @@ def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", q
     ]
     log("feature cache ...")
     res["feature_cache"] = feature_cache_ratio(model, bs, repeats, autocast)
+    if not quick:
+        res["feature_cache"]["flop_bound_7b"] = feature_cache_flop_bound()
     log("padding ...")
     res["padding"] = padding_ratio(model, batch_size=4 if not quick else 2, n_batches=2 if quick else 4,
                                    autocast=autocast, pad_to=256 if quick else 2018)
@@ -320,6 +350,11 @@ def format_bench(res: dict) -> str:
     fc, pd = res["feature_cache"], res["padding"]
     lines += ["", f"feature cache: {fc['steps_per_s_cached']:.2f} vs {fc['steps_per_s_encoder']:.2f} steps/s "
                   f"-> x{fc['ratio']:.2f} ({fc['flop_ratio']:.2f}x fewer FLOPs: the encoder's share bounds it)",
+              *([f"  OneLLM-7B stage I per sample (CLIP fwd / UPM fwd+bwd / LLM fwd+input-grad bwd, GFLOP): "
+                 + "; ".join(f"{t} caption tokens {r['clip'] / 1e9:.0f}/{r['upm'] / 1e9:.0f}/{r['llm'] / 1e9:.0f} "
+                             f"-> cache bound x{r['bound']:.2f}"
+                             for t, r in fc["flop_bound_7b"]["caption_tokens"].items())]
+                if "flop_bound_7b" in fc else []),
               f"dynamic padding (mean length {pd['mean_length']:.0f}) vs pad to {pd['pad_to']}: "
               f"x{pd['ratio']:.2f} ({pd['tokens_fixed'] / pd['tokens_dynamic']:.1f}x the tokens when padded)", "", f"{'batch':>6s} {'samples/s':>10s} {'x batch 1':>10s} {'prefill tok/s':>14s} "
                                          f"{'decode tok/s':>13s}"]

@@ -25,3 +25,17 @@ def test_bench_quick_produces_every_field(tmp_path, capsys):
     assert res["point"]["batch_1_ms_per_cloud"] > 0
     printed = capsys.readouterr().out
     assert "MFU" in printed and "feature cache" in printed and "point tokenizer" in printed
+
+
+def test_7b_feature_cache_flop_bound_matches_the_analytic_count():
+    from onellm.bench import feature_cache_flop_bound
+
+    res = feature_cache_flop_bound(text_lens=(16, 64))
+    # ViT-L/14 at 224: 257 tokens x 24 layers x (24 d^2 matmuls + 4 T d attention), d = 1024, plus the patch conv
+    d, t, layers = 1024, 257, 24
+    analytic = layers * (24 * d * d * t + 4 * t * t * d) + 2 * (3 * 14 * 14) * d * 256
+    short, long = res["caption_tokens"]["16"], res["caption_tokens"]["64"]
+    assert abs(short["clip"] - analytic) / analytic < 0.01
+    # a frozen LLM still costs forward + input-gradient backward, ~4 x 6.74e9 FLOPs per position
+    assert 3.5 * 6.74e9 * (1 + 30 + 2 + 16) < short["llm"] < 4.5 * 6.74e9 * (1 + 30 + 2 + 16)
+    assert 1.0 < long["bound"] < short["bound"] < 1.15  # why a cache cannot give 3x on a frozen-LLM stage
