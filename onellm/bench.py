@@ -297,7 +297,13 @@ def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", q
         raise SystemExit("the onellm-7b preset is only benchmarked on a GPU (bf16); use --preset small on a CPU")
     config = OneLLMConfig.preset(preset)
     torch.manual_seed(0)
-    model = OneLLM(config).to(dev)
+    big = preset == "onellm-7b"
+    if big:  # full-LLM steps on one GPU: checkpointed activations, weights (and so AdamW states) in the run's dtype
+        config.gradient_checkpointing = True
+    with dev:
+        model = OneLLM(config)
+    if big:
+        model.to(dt)
     autocast = dt if dt != torch.float32 else None
     repeats = 2 if quick else 5
     bs = {"tiny": 8, "quickstart": 8, "small": 8, "onellm-7b": 4}.get(preset, 4)

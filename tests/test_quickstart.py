@@ -18,6 +18,7 @@ def test_reduced_quickstart_beats_chance_clearly(tmp_path):
     assert stage1["caption_acc"] > stage1["chance"] + 20  # stage I alone already beats chance on image
     report = (tmp_path / "qs" / "report.md").read_text()
     assert "## What each stage added" in report and "| image |" in report and "loss_curves.png" in report
+    assert "| image-test-00000-caption | Describe this image. |" in report  # examples show their prompt
     assert (tmp_path / "qs" / "loss_curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["stages"] == results["stages"]
 

@@ -37,9 +37,12 @@ def _table(rows: dict[str, dict[str, float | None]]) -> list[str]:
     return lines
 
 
-def _examples(predictions: Path, per_modality: int = 2) -> list[str]:
+def _examples(predictions: Path, requests: Path, per_modality: int = 2) -> list[str]:
     if not predictions.exists():
         return []
+    prompts = {}
+    if requests.exists():  # predictions hold only id / answer / gt: the prompt comes from the request manifest
+        prompts = {r["id"]: r.get("prompt", "") for r in map(json.loads, requests.read_text().splitlines())}
     seen: dict[str, int] = {}
     lines = ["| id | prompt | generated | reference |", "|---|---|---|---|"]
     for raw in predictions.read_text().splitlines():
@@ -48,7 +51,7 @@ def _examples(predictions: Path, per_modality: int = 2) -> list[str]:
         if seen.get(modality, 0) >= per_modality or "answer" not in row:
             continue
         seen[modality] = seen.get(modality, 0) + 1
-        lines.append(f"| {row['id']} | {row.get('prompt', '')} | {row['answer']} | {row.get('gt', '')} |")
+        lines.append(f"| {row['id']} | {prompts.get(row['id'], '')} | {row['answer']} | {row.get('gt', '')} |")
     return lines
 
 
@@ -73,7 +76,8 @@ def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
     md += [f"| total | {sum(results['timings'].values()):.1f} |", ""]
     if stages:
         md += ["## Example generations (last stage)", ""]
-        md += _examples(out / "eval" / stages[-1] / "synth" / "predictions.jsonl") + [""]
+        md += _examples(out / "eval" / stages[-1] / "synth" / "predictions.jsonl",
+                        out / "eval" / f"{stages[-1]}-data" / "requests.jsonl") + [""]
     path = out / "report.md"
     path.write_text("\n".join(md))
     return path
