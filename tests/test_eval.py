@@ -101,7 +101,7 @@ def test_every_benchmark_end_to_end(all_run, data_root, capsys):
         m = json.loads((out / name / "metrics.json").read_text())
         assert m["n"] == len(ids[bench.data_dir]) and m["n_errors"] == 0 and m["n_total"] == m["n"]
         assert m["generation"] == {"max_new_tokens": 6, "temperature": 0.0, "top_p": 0.75,
-                                   "stop_strings": ["###"]}
+                                   "stop_strings": ["###"], "min_new_tokens": 0}
         assert m["template"] == "chat" and bench.primary_metric in m["metrics"], (name, m["metrics"])
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         assert f"| {bench.modality} |" in row and "skipped" not in row
