@@ -79,7 +79,7 @@ class ManifestDataset(Dataset):
         record = self.records[index]
         if self.train and self.seed is not None:
             sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63)
-            torch.manual_seed(sample_seed)
+            torch.default_generator.manual_seed(sample_seed)  # loaders run on the CPU; skips seeding accelerators
             random.seed(sample_seed)
         try:
             inputs = self.load_inputs(record)
