@@ -109,16 +109,10 @@ def _step_fn(model: OneLLM, opt: torch.optim.Optimizer, batch: dict, autocast: t
     return step
 
 
-def _peak_memory(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**30
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_size: int, text_len: int,
                      trainable: dict, peak: float, repeats: int, autocast, labels_from: float = 0.0) -> dict:
+    from .training.logger import peak_memory_gb
+
     device = next(model.parameters()).device
     model.set_trainable(**trainable)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -134,7 +128,7 @@ def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_
     return {"stage": name, "modality": modality.value if modality else "text", "batch": batch_size,
             "seq_len": batch["input_ids"].shape[1], "step_s": seconds, "samples_per_s": batch_size / seconds,
             "tokens_per_s": tokens / seconds, "flops_per_step": flops, "mfu": flops / seconds / peak,
-            "peak_memory_gb": _peak_memory(device), "trainable_params": sum(p.numel() for p in params)}
+            "peak_memory_gb": peak_memory_gb(device), "trainable_params": sum(p.numel() for p in params)}
 
 
 def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) -> dict:
@@ -146,10 +140,10 @@ def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) 
         feats = model.encode_clip(Modality.IMAGE, raw["modality_inputs"]["image"])  # what the cache would hold
     cached = {**raw, "modality_inputs": {}, "modality_features": {"image": feats},
               "feature_order": raw["modality_order"]}
-    t_raw = timeit(_step_fn(model, opt, raw, autocast), device, repeats)
-    t_cached = timeit(_step_fn(model, opt, cached, autocast), device, repeats)
+    step_raw, step_cached = _step_fn(model, opt, raw, autocast), _step_fn(model, opt, cached, autocast)
+    t_raw, t_cached = timeit(step_raw, device, repeats), timeit(step_cached, device, repeats)
     # the FLOP share of the frozen encoder bounds what the cache can save (Amdahl)
-    f_raw, f_cached = count_flops(_step_fn(model, opt, raw, autocast)), count_flops(_step_fn(model, opt, cached, autocast))
+    f_raw, f_cached = count_flops(step_raw), count_flops(step_cached)
     return {"steps_per_s_encoder": 1 / t_raw, "steps_per_s_cached": 1 / t_cached, "ratio": t_raw / t_cached,
             "flops_per_step_encoder": f_raw, "flops_per_step_cached": f_cached, "flop_ratio": f_raw / f_cached}
 
@@ -157,8 +151,6 @@ def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) 
 def feature_cache_flop_bound(preset: str = "onellm-7b", text_lens: tuple[int, ...] = (16, 32, 64)) -> dict:
     """FLOPs of one stage I sample of ``preset`` (built on the meta device: nothing is allocated or run) split into
     the frozen CLIP forward, the UPM forward + backward, and the frozen LLM forward + input-gradient backward."""
-    import transformers  # noqa: F401  (before the meta context: see OneLLM.from_pretrained)
-
     cfg = OneLLMConfig.preset(preset)
     meta = torch.device("meta")
     with meta:
@@ -189,10 +181,9 @@ def padding_ratio(model: OneLLM, batch_size: int, n_batches: int, autocast, pad_
     order = np.argsort(lengths)  # the length-grouped sampler's effect
     g = torch.Generator().manual_seed(2)
 
-    tokens = {False: 0, True: 0}
-
-    def run(pad: bool) -> float:
-        total, tokens[pad] = 0.0, 0
+    def run(pad: bool) -> tuple[float, int]:
+        """Seconds and token positions (padding included) of ``n_batches`` steps."""
+        seconds, tokens = 0.0, 0
         for k in range(n_batches):
             idx = order[k * batch_size:(k + 1) * batch_size]
             samples = []
@@ -203,15 +194,15 @@ def padding_ratio(model: OneLLM, batch_size: int, n_batches: int, autocast, pad_
                 labels = [-100] * (real // 2) + ids[real // 2: real + 1] + [-100] * (len(ids) - real - 1)
                 samples.append(pack_sample(ids, labels, [], model.block_length))
             batch = move_batch(collate_packed(samples), device)
-            tokens[pad] += int(batch["input_ids"].numel())
-            total += timeit(_step_fn(model, opt, batch, autocast), device, repeats=1, warmup=0)
-        return total
+            tokens += int(batch["input_ids"].numel())
+            seconds += timeit(_step_fn(model, opt, batch, autocast), device, repeats=1, warmup=0)
+        return seconds, tokens
 
     run(False)  # warm-up
-    t_dynamic, t_fixed = run(False), run(True)
+    (t_dynamic, tokens_dynamic), (t_fixed, tokens_fixed) = run(False), run(True)
     return {"mean_length": float(lengths.mean()), "pad_to": pad_to, "steps_per_s_dynamic": n_batches / t_dynamic,
             "steps_per_s_fixed": n_batches / t_fixed, "ratio": t_fixed / t_dynamic,
-            "tokens_dynamic": tokens[False], "tokens_fixed": tokens[True]}
+            "tokens_dynamic": tokens_dynamic, "tokens_fixed": tokens_fixed}
 
 
 def generation_batching(model: OneLLM, sizes: tuple[int, ...], new_tokens: int, repeats: int) -> dict:
@@ -221,13 +212,13 @@ def generation_batching(model: OneLLM, sizes: tuple[int, ...], new_tokens: int, 
     model.eval()
     # random weights: never stop early, so every batch size decodes equally long
     gen = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, temperature=0, stop_strings=())
+    prefill_gen = GenerationConfig(max_new_tokens=1, temperature=0, stop_strings=())
     rows = {}
     g = torch.Generator().manual_seed(3)
     for b in sizes:
         batch = move_batch(collate_packed([_one_request(model, g) for _ in range(b)], padding_side="left",
                                           with_labels=False), device)
         t = timeit(lambda: generate(model, batch, gen), device, repeats)
-        prefill_gen = GenerationConfig(max_new_tokens=1, temperature=0, stop_strings=())
         t1 = timeit(lambda: generate(model, batch, prefill_gen), device, repeats)
         prompt = int(batch["attention_mask"].sum())
         rows[b] = {"samples_per_s": b / t, "prefill_tokens_per_s": prompt / t1,

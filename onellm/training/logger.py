@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 
-def peak_memory_gb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**30
+def peak_memory_gb(device: torch.device | None = None) -> float:
+    """Peak allocated GPU memory on ``device`` (default: CUDA when there is one), else the process's peak RSS."""
+    if (device.type == "cuda") if device is not None else torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
