@@ -112,10 +112,12 @@ class InputConfig:
     point_group_size: int = 32
     # "rgb" samples and groups on channels 3:6 as the released checkpoint was trained (spec §1.4, §7.2)
     point_sampling: PointSampling = "xyz"
-    # imu: (channels, length) at 200 Hz; Conv1d(channels, D, kernel) -> length - kernel + 1 tokens
+    # imu: (channels, length) at 200 Hz; Conv1d(channels, D, kernel, stride) -> (length - kernel) // stride + 1
+    # tokens (391 with the released stride 1; small presets stride over time to cut the CLIP sequence)
     imu_channels: int = 6
     imu_length: int = 400
     imu_kernel: int = 10
+    imu_stride: int = 1
     imu_rate: int = 200
     # fmri: (1, voxels); Linear(voxels, tokens * D) -> tokens
     fmri_voxels: int = 15724
@@ -132,7 +134,7 @@ class InputConfig:
 
     @property
     def imu_tokens(self) -> int:
-        return self.imu_length - self.imu_kernel + 1
+        return (self.imu_length - self.imu_kernel) // self.imu_stride + 1
 
 
 @dataclass
@@ -236,7 +238,7 @@ _PRESETS: dict[str, OneLLMConfig] = {
         llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
                       num_kv_heads=4, max_position_embeddings=512),
         inputs=InputConfig(audio_mel_bins=32, audio_frames=128, point_num_points=1024, point_num_groups=64,
-                           point_group_size=16, fmri_voxels=2048),
+                           point_group_size=16, imu_stride=5, fmri_voxels=2048),
         max_seq_len=256,
     ),
     "small": OneLLMConfig(

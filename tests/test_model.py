@@ -71,6 +71,21 @@ def test_input_shapes_7b():
     assert input_shape(cfg, Modality.DEPTH) == (2, 3, 224, 224)
 
 
+def test_imu_stride_strides_the_conv_over_time():
+    cfg = OneLLMConfig.preset("quickstart")
+    assert cfg.inputs.imu_stride == 5 and num_tokens(cfg, Modality.IMU) == (400 - 10) // 5 + 1 + 1  # 79 + CLS
+    torch.manual_seed(0)
+    model = OneLLM(cfg).eval()
+    x = torch.randn(2, 6, 400)
+    with torch.no_grad():
+        tokens = model.tokenizers(Modality.IMU, x)  # (2, 79, D): token t sees samples 5t .. 5t + 9
+        conv = model.tokenizers.conv1["imu"]
+        manual = torch.einsum("dck,bck->bd", conv.weight, x[:, :, 15:25])  # token 3
+    assert tokens.shape == (2, 79, cfg.dim)
+    torch.testing.assert_close(tokens[:, 3], manual)
+    assert model.encode_clip(Modality.IMU, x).shape == (2, 80, cfg.dim)
+
+
 @pytest.mark.parametrize("modality", ALL)
 def test_tiny_single_modality_forward(tiny, modality):
     g = torch.Generator().manual_seed(1)

@@ -2,7 +2,9 @@
 import json
 import time
 
+from onellm.config import OneLLMConfig
 from onellm.quickstart import REDUCED, Scale, run_quickstart
+from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
 
 
 def test_reduced_quickstart_beats_chance_clearly(tmp_path):
@@ -30,3 +32,16 @@ def test_fixed_seed_reproduces_the_table(tmp_path):
     b = run_quickstart(tmp_path / "b", seed=7, scale=micro, log=lambda *_: None, num_workers=1)
     assert a["stages"] == b["stages"]
     assert a["curves"] == b["curves"]  # every loss of every stage, bit for bit
+
+
+def test_scene_photos_teach_the_stand_in_clip_3d_shapes():
+    """Without the 3-D scene photos the tiny CLIP has never seen a sphere, cube or cone: on scene photos it
+    can only get the colour right (1/3 of the 12 classes; measured 0.39 flat vs 0.77 with photos, 150 steps)."""
+    config = OneLLMConfig.preset("quickstart")
+    flat, _ = pretrain_clip(config, 150, log=lambda *_: None)
+    scenes, _ = pretrain_clip(config, 150, log=lambda *_: None, scene_photos=4)
+    acc_flat = clip_zero_shot_accuracy(flat, config, n=96, scenes=True)
+    acc_scenes = clip_zero_shot_accuracy(scenes, config, n=96, scenes=True)
+    assert acc_scenes >= 0.6 and acc_scenes >= acc_flat + 0.25, (acc_flat, acc_scenes)
+    # the 2-D shape images are learned as well as without the photos (0.53 vs 0.52 at this short length)
+    assert clip_zero_shot_accuracy(scenes, config, n=96) >= clip_zero_shot_accuracy(flat, config, n=96) - 0.1

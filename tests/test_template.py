@@ -20,6 +20,17 @@ def test_hf_tokenizer_ids_equal_sentencepiece_on_template_strings(tokenizer_dir,
     assert load_tokenizer(tokenizer_dir / "tokenizer.model").encode("a red circle") == text_tokenizer.encode("a red circle")
 
 
+def test_loading_a_model_file_leaves_no_temporary_folder(tokenizer_dir, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tok = load_tokenizer(tokenizer_dir / "tokenizer.model")
+    assert list((tmp_path / "tmp").iterdir()) == []
+    tok.save(tmp_path / "saved")  # the .model file is still copied from its source
+    assert (tmp_path / "saved" / "tokenizer.model").read_bytes() == (tokenizer_dir / "tokenizer.model").read_bytes()
+
+
 def test_segment_encoding_equals_whole_string(tokenizer_dir, text_tokenizer):
     conv = [{"from": "human", "value": "What colour is the object?"}, {"from": "gpt", "value": "red."},
             {"from": "human", "value": "And its shape?"}, {"from": "gpt", "value": "a circle"}]

@@ -91,6 +91,16 @@ def test_tiny_stage1_learns_and_touches_only_trainable_parts(world, model_dir, t
     assert ckpts == ["step-000015", "step-000030"]
 
 
+def test_worker_count_does_not_change_the_run(world, model_dir, tmp_path):
+    """Per-sample seeding: augmentations and order are the same in the main process and in 2 workers."""
+    losses = {}
+    for workers in (0, 2):
+        recipe = tiny("tiny_stage2_video_audio_point.yaml", world, model_dir, tmp_path / f"w{workers}",
+                      f"num_workers={workers}", "max_steps=6", "save_every=6")
+        losses[workers] = train(recipe, log=lambda *_: None).losses
+    assert len(losses[0]) == 6 and losses[0] == losses[2]
+
+
 def test_progression_stage1_to_instruction(world, model_dir, tmp_path):
     prev = model_dir
     stages = ["tiny_stage1_image.yaml", "tiny_stage2_video_audio_point.yaml",

@@ -42,21 +42,22 @@ def run(args: argparse.Namespace) -> int:
 
     config = OneLLMConfig.preset(args.preset, **parse_overrides(args.set))
     tok_path = args.tokenizer or args.llm
-    if tok_path:
-        tokenizer = load_tokenizer(tok_path)
-    else:
-        lines = Path(args.corpus).read_text().splitlines() if args.corpus else builtin_corpus()
-        vocab = args.vocab_size or config.llm.vocab_size
-        tmp = Path(tempfile.mkdtemp(prefix="onellm-tok-"))
-        tokenizer = load_tokenizer(train_sentencepiece(lines * 4, tmp, vocab_size=vocab))
-    if len(tokenizer) != config.llm.vocab_size:
-        if args.llm:
-            raise SystemExit(f"tokenizer has {len(tokenizer)} tokens, the LLM {config.llm.vocab_size}")
-        config.llm.vocab_size = len(tokenizer)
-    model = build_initial_model(config, clip=args.clip, llm=args.llm, seed=args.seed,
-                                dtype=resolve_dtype(args.dtype, __import__("torch").device("cpu")))
-    model.tokenizer = tokenizer
-    model.save_pretrained(args.out)
+    # a tokenizer trained here lives in a temporary folder until the model (with its tokenizer.model) is saved
+    with tempfile.TemporaryDirectory(prefix="onellm-tok-") as tmp:
+        if tok_path:
+            tokenizer = load_tokenizer(tok_path)
+        else:
+            lines = Path(args.corpus).read_text().splitlines() if args.corpus else builtin_corpus()
+            vocab = args.vocab_size or config.llm.vocab_size
+            tokenizer = load_tokenizer(train_sentencepiece(lines * 4, tmp, vocab_size=vocab))
+        if len(tokenizer) != config.llm.vocab_size:
+            if args.llm:
+                raise SystemExit(f"tokenizer has {len(tokenizer)} tokens, the LLM {config.llm.vocab_size}")
+            config.llm.vocab_size = len(tokenizer)
+        model = build_initial_model(config, clip=args.clip, llm=args.llm, seed=args.seed,
+                                    dtype=resolve_dtype(args.dtype, __import__("torch").device("cpu")))
+        model.tokenizer = tokenizer
+        model.save_pretrained(args.out)
     counts = model.parameter_summary()
     print(f"wrote {args.out}: preset {config.name}, vocabulary {len(tokenizer)}, "
           + ", ".join(f"{k} {v[1]:,}" for k, v in counts.items()))

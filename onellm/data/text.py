@@ -55,10 +55,10 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
     if not path.exists():
         raise FileNotFoundError(f"{path}: tokenizer not found")
     if path.is_file():
-        # transformers needs the file to be called tokenizer.model inside a directory
-        tmp = Path(tempfile.mkdtemp(prefix="onellm-tok-"))
-        shutil.copyfile(path, tmp / TOKENIZER_FILE)
-        tok = TextTokenizer(LlamaTokenizer.from_pretrained(str(tmp)))
+        # transformers needs the file to be called tokenizer.model inside a directory (read once, at load)
+        with tempfile.TemporaryDirectory(prefix="onellm-tok-") as tmp:
+            shutil.copyfile(path, Path(tmp) / TOKENIZER_FILE)
+            tok = TextTokenizer(LlamaTokenizer.from_pretrained(tmp))
         tok.source_model = str(path)
         return tok
     if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():

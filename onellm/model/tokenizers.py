@@ -53,7 +53,8 @@ class ModalityTokenizers(nn.Module):
             Modality.AUDIO.value: nn.Conv2d(1, dim, kernel_size=inp.audio_kernel, stride=inp.audio_stride),
             Modality.POINT.value: PointPatchEmbed(inp.point_channels, dim, inp.point_num_groups,
                                                   inp.point_group_size, inp.point_sampling),
-            Modality.IMU.value: nn.Conv1d(inp.imu_channels, dim, kernel_size=inp.imu_kernel, bias=False),
+            Modality.IMU.value: nn.Conv1d(inp.imu_channels, dim, kernel_size=inp.imu_kernel, stride=inp.imu_stride,
+                                          bias=False),
             Modality.FMRI.value: FMRITokenizer(inp.fmri_voxels, dim, inp.fmri_tokens),
         })
         self.positional_embedding = nn.ParameterDict({
@@ -69,7 +70,7 @@ class ModalityTokenizers(nn.Module):
         """Raw input -> (B, L, D) tokens (no CLS).
 
         audio (B, 1, F, T) -> (B, F'*T', D) frequency-major; point (B, N, 6) -> (B, M, D) in FPS order;
-        imu (B, C, L) -> (B, L - k + 1, D); fmri (B, 1, V) -> (B, tokens, D).
+        imu (B, C, L) -> (B, (L - k) // stride + 1, D); fmri (B, 1, V) -> (B, tokens, D).
         """
         conv = self.conv1[modality.value]
         weight = next(conv.parameters())

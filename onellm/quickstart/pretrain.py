@@ -3,8 +3,9 @@
 * :func:`pretrain_language_model`: a tiny LLaMA (HF ``LlamaForCausalLM``) trained as a plain causal LM on the
   world's language: every caption of every attribute combination and QA conversations in the chat template.
 * :func:`pretrain_clip`: a tiny open_clip ``CLIP`` trained with open_clip's own ``ClipLoss`` on rendered
-  image-caption pairs; each batch holds every (colour, shape) class once, so no caption repeats in a batch
-  (duplicates would be false negatives for the contrastive loss).
+  image-caption pairs: the flat 2-D shapes of the image modality and, like the photos of objects a real CLIP has
+  seen, RGB photos of the 3-D scenes (sphere, cube, cone on the ground). Each batch holds every (colour, shape)
+  class once, so no caption repeats in a batch (duplicates would be false negatives for the contrastive loss).
 
 Both are then frozen by the alignment recipes, as LLaMA-2 and CLIP are in the real pipeline.
 """
@@ -113,9 +114,24 @@ def _clip_model(config: OneLLMConfig, context_length: int):
     return CLIP(v.embed_dim, vision, text, quick_gelu=v.quick_gelu)
 
 
+# (colour, shape) classes of the 3-D scene photos, captioned like normal-map scenes ("a red cone on the ground")
+SCENE_CLASSES = [{"colour": c, "shape": s} for c in world.COLOURS for s in world.ATTRIBUTES["normal"]["shape"]]
+
+
+def scene_photo(rng: np.random.Generator, colour: str, shape: str) -> np.ndarray:
+    """An RGB photo of a 3-D object on the ground, near to far (the depth / normal scene renderer) -> (64, 64, 3)."""
+    from ..data.synth import FAR_M, NEAR_M
+    from ..data.synth.render import COLOUR_RGB, render_scene
+
+    return render_scene(rng, shape, rng.uniform(NEAR_M[0], FAR_M[1]), COLOUR_RGB[colour])[0]
+
+
 def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int = 0,
-                  log: Callable[[str], None] = print):
-    """Train a tiny open_clip CLIP on rendered (image, caption) pairs; returns (model, losses)."""
+                  log: Callable[[str], None] = print, scene_photos: int = 0):
+    """Train a tiny open_clip CLIP on rendered (image, caption) pairs; returns (model, losses).
+
+    ``scene_photos`` > 0 adds the 12 3-D scene classes to every batch, drawn from a pool of that many photos per
+    class rendered up front (a scene takes ~20 ms to ray-march; the random crop varies each use)."""
     from open_clip.loss import ClipLoss
     from open_clip.tokenizer import SimpleTokenizer
     from PIL import Image
@@ -128,6 +144,8 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
     model = _clip_model(config, context_length=16)
     tokenize = SimpleTokenizer(context_length=16)
     classes = world.combinations("image")
+    pool = [[Image.fromarray(scene_photo(rng, **a)) for _ in range(scene_photos)] for a in SCENE_CLASSES] \
+        if scene_photos else []
     loss_fn = ClipLoss()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.1)
     size = config.vision.image_size
@@ -138,6 +156,10 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
             img = Image.fromarray(shape_image(rng, attrs["colour"], attrs["shape"]))
             images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
             texts.append(world.caption("image", attrs, int(rng.integers(3))))
+        for attrs, photos in zip(SCENE_CLASSES, pool):
+            img = photos[int(rng.integers(len(photos)))]
+            images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
+            texts.append(world.caption("normal", attrs, int(rng.integers(3))))
         image_feats, text_feats, scale = model(torch.stack(images), tokenize(texts))
         loss = loss_fn(image_feats, text_feats, scale)
         for group in opt.param_groups:
@@ -147,7 +169,7 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
         opt.step()
         losses.append(loss.item())
         if (step + 1) % max(1, steps // 5) == 0:
-            acc = (image_feats @ text_feats.T).argmax(-1).eq(torch.arange(len(classes))).float().mean().item()
+            acc = (image_feats @ text_feats.T).argmax(-1).eq(torch.arange(len(texts))).float().mean().item()
             log(f"  CLIP step {step + 1}/{steps}: loss {np.mean(losses[-20:]):.3f}, batch retrieval acc {acc:.2f}")
     return model.eval(), losses
 
@@ -161,8 +183,10 @@ def save_clip_visual(model, path: str | Path) -> Path:
     return Path(path)
 
 
-def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int = 123) -> float:
-    """Held-out check: rendered images classified against the 12 class captions."""
+def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int = 123,
+                            scenes: bool = False) -> float:
+    """Held-out check: ``n`` fresh renders classified against the 12 class captions (the 2-D shape images, or
+    with ``scenes`` the 3-D scene photos)."""
     from open_clip.tokenizer import SimpleTokenizer
     from PIL import Image
 
@@ -170,12 +194,14 @@ def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int 
     from ..data.synth.render import shape_image
 
     rng = np.random.default_rng(seed)
-    classes = world.combinations("image")
+    modality, classes, render = ("normal", SCENE_CLASSES, scene_photo) if scenes else \
+        ("image", world.combinations("image"), shape_image)
     with torch.no_grad():
         text = F.normalize(model.encode_text(SimpleTokenizer(context_length=16)(
-            [world.caption("image", a) for a in classes])), dim=-1)
+            [world.caption(modality, a) for a in classes])), dim=-1)
         labels = rng.integers(len(classes), size=n)
-        imgs = torch.stack([to_clip_tensor(eval_crop(Image.fromarray(
-            shape_image(rng, classes[k]["colour"], classes[k]["shape"])), config.vision.image_size)) for k in labels])
+        imgs = torch.stack([to_clip_tensor(eval_crop(Image.fromarray(render(rng, classes[k]["colour"],
+                                                                            classes[k]["shape"])),
+                                                     config.vision.image_size)) for k in labels])
         pred = (F.normalize(model.encode_image(imgs), dim=-1) @ text.T).argmax(-1)
     return float((pred.numpy() == labels).mean())

@@ -69,8 +69,10 @@ def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
         md += [f"### {name}", ""] + _table(results["stages"][name]) + [""]
     md += ["## Pretrained stand-ins", "",
            f"- language model loss {results['lm_loss'][0]:.2f} -> {results['lm_loss'][1]:.2f}",
-           f"- CLIP zero-shot accuracy on held-out renders: {results['clip_zero_shot_acc']:.2f}", "",
-           "## Loss curves", "", "![loss curves](loss_curves.png)", "", "## Timings", "",
+           f"- CLIP zero-shot accuracy on held-out 2-D shape images: {results['clip_zero_shot_acc']:.2f}"]
+    if "clip_zero_shot_acc_scenes" in results:
+        md += [f"- CLIP zero-shot accuracy on held-out 3-D scene photos: {results['clip_zero_shot_acc_scenes']:.2f}"]
+    md += ["", "## Loss curves", "", "![loss curves](loss_curves.png)", "", "## Timings", "",
            "| step | seconds |", "|---|---|"]
     md += [f"| {k} | {v:.1f} |" for k, v in results["timings"].items()]
     md += [f"| total | {sum(results['timings'].values()):.1f} |", ""]
