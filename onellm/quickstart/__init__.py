@@ -55,9 +55,16 @@ def recipes_dir() -> Path:
     return ROOT / "train" / "recipes"
 
 
+def default_workers() -> int:
+    """Data-loading workers per stage: 0 on <= 2 CPUs, where workers take the cores the training step needs."""
+    return 0 if (os.cpu_count() or 1) <= 2 else 2
+
+
 def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Callable[[str], None] = print,
-                   num_workers: int = 2) -> dict[str, Any]:
-    """Run everything into ``out``; returns the results (also written to ``out/results.json``)."""
+                   num_workers: int | None = None) -> dict[str, Any]:
+    """Run everything into ``out``; returns the results (also written to ``out/results.json``).
+
+    ``num_workers`` (default :func:`default_workers`) does not change the results, only the speed."""
     import torch
 
     from ..config import OneLLMConfig
@@ -72,6 +79,7 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    num_workers = default_workers() if num_workers is None else num_workers
     torch.manual_seed(seed)
     timings: dict[str, float] = {}
     results: dict[str, Any] = {"seed": seed, "stages": {}, "timings": timings}
@@ -187,8 +195,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    workers = args.num_workers if args.num_workers is not None else (0 if (os.cpu_count() or 1) <= 2 else 2)
-    results = run_quickstart(args.out, args.seed, REDUCED if args.reduced else FULL, num_workers=workers)
+    results = run_quickstart(args.out, args.seed, REDUCED if args.reduced else FULL, num_workers=args.num_workers)
     last = list(results["stages"])[-1]
     print(format_table(results["stages"][last], f"held-out accuracy after {last} (seed {args.seed})"))
     print(f"total {time.perf_counter() - start:.0f} s; report: {Path(args.out) / 'report.md'}")

@@ -152,14 +152,15 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
     losses = []
     for step in range(steps):
         images, texts = [], []
+
+        def add(img: Image.Image, modality: str, attrs: dict[str, str]) -> None:
+            images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
+            texts.append(world.caption(modality, attrs, int(rng.integers(3))))
+
         for attrs in classes:  # every class once per batch
-            img = Image.fromarray(shape_image(rng, attrs["colour"], attrs["shape"]))
-            images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
-            texts.append(world.caption("image", attrs, int(rng.integers(3))))
+            add(Image.fromarray(shape_image(rng, attrs["colour"], attrs["shape"])), "image", attrs)
         for attrs, photos in zip(SCENE_CLASSES, pool):
-            img = photos[int(rng.integers(len(photos)))]
-            images.append(to_clip_tensor(apply_crop(img, random_crop_params(img), size)))
-            texts.append(world.caption("normal", attrs, int(rng.integers(3))))
+            add(photos[int(rng.integers(len(photos)))], "normal", attrs)
         image_feats, text_feats, scale = model(torch.stack(images), tokenize(texts))
         loss = loss_fn(image_feats, text_feats, scale)
         for group in opt.param_groups:
