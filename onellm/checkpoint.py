@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 import torch
 
 from .config import OneLLMConfig
+from .io import atomic_directory, save_safetensors
+
+__all__ = ["atomic_directory", "save_model_directory", "load_model_directory", "write_weights"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -56,14 +58,12 @@ def shard_state_dict(tensors: Iterable[tuple[str, torch.Tensor]], max_shard_byte
 def write_weights(directory: Path, tensors: Iterable[tuple[str, torch.Tensor]], max_shard_size: int | str = "5GB",
                   metadata: Mapping[str, str] | None = None) -> list[str]:
     """Write safetensors shards (``model.safetensors`` or ``model-0000k-of-0000n.safetensors`` + index)."""
-    from safetensors.torch import save_file
-
     meta = {"format": "pt", **(metadata or {})}
     max_bytes = _parse_size(max_shard_size)
     names: list[tuple[str, list[str], int]] = []
     for shard in shard_state_dict(tensors, max_bytes):  # no enumerate: its tuple would keep the last shard alive
         fname = f"model-{len(names) + 1:05d}.safetensors"
-        save_file({n: t.detach().contiguous().cpu() for n, t in shard.items()}, str(directory / fname), metadata=meta)
+        save_safetensors({n: t.detach().contiguous().cpu() for n, t in shard.items()}, directory / fname, meta)
         names.append((fname, list(shard), sum(t.numel() * t.element_size() for t in shard.values())))
         del shard  # peak memory: one shard plus one tensor
     if len(names) == 1:
@@ -88,29 +88,6 @@ def weight_files(directory: Path) -> list[Path]:
     if (directory / WEIGHTS_FILE).exists():
         return [directory / WEIGHTS_FILE]
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}")
-
-
-class atomic_directory:
-    """``with atomic_directory(path) as tmp:`` write into ``tmp``; on success it replaces ``path``."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
-
-    def __enter__(self) -> Path:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
-        if self.path.exists():
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_model_directory(model, directory: str | Path, max_shard_size: int | str = "5GB",
