@@ -1,7 +1,9 @@
 """Audio loader (spec §3.3, ``make_audio_features``) -> kaldi fbank (1, mel_bins, frames) float32.
 
 Files are read with soundfile (WAV/FLAC/OGG/MP3), then PyAV (m4a/AAC/...), because ``torchaudio.load`` needs
-torchcodec. As in the original: resample the whole (C, T) waveform to 16 kHz, subtract its global mean, take
+torchcodec. Resampling, the fbank and the masks are torchaudio's, re-implemented in plain torch
+(:mod:`onellm.data.audio_dsp`), so the loader also runs where torchaudio is absent (the vLLM environment).
+As in the original: resample the whole (C, T) waveform to 16 kHz, subtract its global mean, take
 the kaldi fbank (which reads channel 0), zero-pad/truncate to ``frames``, apply SpecAugment masks in train
 (before normalisation), normalise with the AudioSet statistics and transpose to (1, mel_bins, frames).
 
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 
+from ..audio_dsp import frequency_mask, kaldi_fbank, resample, time_mask
 from ..errors import InputError
 
 SAMPLE_RATE = 16000
@@ -67,9 +69,9 @@ def scaled_mask_widths(mel_bins: int, frames: int) -> tuple[int, int]:
 
 def fbank_features(waveform: torch.Tensor, mel_bins: int) -> torch.Tensor:
     """The original's kaldi fbank of a 16 kHz (C, T) waveform (channel 0) -> (n_frames, mel_bins)."""
-    return torchaudio.compliance.kaldi.fbank(
-        waveform, htk_compat=True, sample_frequency=SAMPLE_RATE, use_energy=False, window_type="hanning",
-        num_mel_bins=mel_bins, dither=0.0, frame_shift=10)
+    # = torchaudio.compliance.kaldi.fbank(waveform, htk_compat=True, sample_frequency=16000, use_energy=False,
+    #   window_type="hanning", num_mel_bins=mel_bins, dither=0.0, frame_shift=10), in plain torch (audio_dsp)
+    return kaldi_fbank(waveform, mel_bins, sample_frequency=SAMPLE_RATE, frame_shift=10.0)
 
 
 def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> torch.Tensor:
@@ -82,7 +84,7 @@ def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> 
     if rate <= 0:
         raise InputError(path, f"invalid sample rate {rate}")
     if rate != SAMPLE_RATE:
-        waveform = torchaudio.functional.resample(waveform, rate, SAMPLE_RATE)
+        waveform = resample(waveform, rate, SAMPLE_RATE)
     if waveform.shape[1] < WINDOW_SAMPLES:
         raise InputError(path, f"audio too short: {waveform.shape[1]} samples at 16 kHz, "
                                f"need at least {WINDOW_SAMPLES} (one 25 ms frame)")
@@ -93,6 +95,6 @@ def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> 
     spec = fbank.T.unsqueeze(0)  # (1, mel_bins, frames)
     if train:
         freq_width, time_width = scaled_mask_widths(mel_bins, frames)
-        spec = torchaudio.transforms.FrequencyMasking(freq_width)(spec)
-        spec = torchaudio.transforms.TimeMasking(time_width)(spec)
+        spec = frequency_mask(spec, freq_width)  # = torchaudio FrequencyMasking(freq_width), same RNG draws
+        spec = time_mask(spec, time_width)  # = torchaudio TimeMasking(time_width)
     return ((spec - FBANK_MEAN) / (FBANK_STD * 2)).contiguous()

@@ -11,7 +11,8 @@ same ``bisect_left`` rule) and may not reach past the recording. ``rate`` and ``
 
 A window needs ``start``; ``end`` defaults to ``start + length / imu_rate``. Without ``start`` and ``end`` the
 whole recording is used. The slice is resampled to ``imu_rate`` when its rate differs
-(``torchaudio.functional.resample``), then zero-padded or truncated to ``length``. Always float32 (§7.17).
+(``torchaudio.functional.resample``, in plain torch: :func:`onellm.data.audio_dsp.resample`), then zero-padded
+or truncated to ``length``. Always float32 (§7.17).
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchaudio
 
+from ..audio_dsp import resample
 from ..errors import InputError
 from .fmri import read_npy
 
@@ -114,7 +115,7 @@ def load_imu(path: str | Path, *, length: int, target_rate: int, channels: int,
     if x.dtype not in (torch.float32, torch.float64):
         x = x.double()  # ints / float16: resample in double
     if measured != target_rate:
-        x = torchaudio.functional.resample(x, measured, target_rate)  # (C, T' * target / measured)
+        x = resample(x, measured, target_rate)  # (C, T' * target / measured)
     pad = length - x.shape[1]
     x = torch.nn.functional.pad(x, (0, pad)) if pad > 0 else x[:, :length]  # (C, length)
     return x.float().contiguous()
