@@ -33,7 +33,6 @@ import torch
 
 from .config import OneLLMConfig
 from .data.collate import collate_packed, move_batch, pack_sample
-from .modality import Modality
 from .model import OneLLM, input_shape
 
 
@@ -81,7 +80,7 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def _batch(model: OneLLM, modality: Modality | None, batch: int, text_len: int, g: torch.Generator,
+def _batch(model: OneLLM, modality: str | None, batch: int, text_len: int, g: torch.Generator,
            labels_from: float = 0.0) -> dict:
     cfg = model.config
     samples = []
@@ -109,7 +108,7 @@ def _step_fn(model: OneLLM, opt: torch.optim.Optimizer, batch: dict, autocast: t
     return step
 
 
-def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_size: int, text_len: int,
+def train_throughput(model: OneLLM, name: str, modality: str | None, batch_size: int, text_len: int,
                      trainable: dict, peak: float, repeats: int, autocast, labels_from: float = 0.0) -> dict:
     from .training.logger import peak_memory_gb
 
@@ -125,7 +124,7 @@ def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_
     seconds = timeit(step, device, repeats)
     flops = count_flops(step)
     tokens = int(batch["attention_mask"].sum())
-    return {"stage": name, "modality": modality.value if modality else "text", "batch": batch_size,
+    return {"stage": name, "modality": modality or "text", "batch": batch_size,
             "seq_len": batch["input_ids"].shape[1], "step_s": seconds, "samples_per_s": batch_size / seconds,
             "tokens_per_s": tokens / seconds, "flops_per_step": flops, "mfu": flops / seconds / peak,
             "peak_memory_gb": peak_memory_gb(device), "trainable_params": sum(p.numel() for p in params)}
@@ -133,11 +132,11 @@ def train_throughput(model: OneLLM, name: str, modality: Modality | None, batch_
 
 def feature_cache_ratio(model: OneLLM, batch_size: int, repeats: int, autocast) -> dict:
     device = next(model.parameters()).device
-    model.set_trainable(tokenizers=False, upm=[Modality.IMAGE], llm=False)
+    model.set_trainable(tokenizers=False, upm=["image"], llm=False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    raw = move_batch(_batch(model, Modality.IMAGE, batch_size, 24, torch.Generator().manual_seed(1)), device)
+    raw = move_batch(_batch(model, "image", batch_size, 24, torch.Generator().manual_seed(1)), device)
     with torch.no_grad():
-        feats = model.encode_clip(Modality.IMAGE, raw["modality_inputs"]["image"])  # what the cache would hold
+        feats = model.encode_clip("image", raw["modality_inputs"]["image"])  # what the cache would hold
     cached = {**raw, "modality_inputs": {}, "modality_features": {"image": feats},
               "feature_order": raw["modality_order"]}
     step_raw, step_cached = _step_fn(model, opt, raw, autocast), _step_fn(model, opt, cached, autocast)
@@ -155,12 +154,12 @@ def feature_cache_flop_bound(preset: str = "onellm-7b", text_lens: tuple[int, ..
     meta = torch.device("meta")
     with meta:
         model = OneLLM(cfg)
-    model.set_trainable(tokenizers=False, upm=[Modality.IMAGE], llm=False)
-    x = torch.empty((1, *input_shape(cfg, Modality.IMAGE)), device=meta)
+    model.set_trainable(tokenizers=False, upm=["image"], llm=False)
+    x = torch.empty((1, *input_shape(cfg, "image")), device=meta)
     with torch.no_grad():
-        clip = count_flops(lambda: model.encode_clip(Modality.IMAGE, x))
-        feats = model.encode_clip(Modality.IMAGE, x)  # (1, T, D_clip)
-    upm = count_flops(lambda: model.project(Modality.IMAGE, feats).sum().backward())
+        clip = count_flops(lambda: model.encode_clip("image", x))
+        feats = model.encode_clip("image", x)  # (1, T, D_clip)
+    upm = count_flops(lambda: model.project("image", feats).sum().backward())
     rows = {}
     for text in text_lens:
         length = 1 + model.block_length + text  # BOS, the modality block, the caption
@@ -232,8 +231,8 @@ def generation_batching(model: OneLLM, sizes: tuple[int, ...], new_tokens: int, 
 def _one_request(model: OneLLM, g: torch.Generator):
     cfg = model.config
     ids = [cfg.llm.bos_token_id] + torch.randint(3, cfg.llm.vocab_size, (24,), generator=g).tolist()
-    x = torch.rand(input_shape(cfg, Modality.IMAGE), generator=g)
-    return pack_sample(ids, None, [(Modality.IMAGE, x)], model.block_length)
+    x = torch.rand(input_shape(cfg, "image"), generator=g)
+    return pack_sample(ids, None, [("image", x)], model.block_length)
 
 
 def data_loading(config: OneLLMConfig, workers: tuple[int, ...], n: int, batch_size: int) -> dict:
@@ -247,11 +246,11 @@ def data_loading(config: OneLLMConfig, workers: tuple[int, ...], n: int, batch_s
 
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        generate_world(tmp, n, seed=0, fmri_voxels=config.inputs.fmri_voxels)
+        generate_world(tmp, n, seed=0, modalities=config.modalities, config=config)
         tok = load_tokenizer(train_sentencepiece(corpus_lines() * 2, Path(tmp) / "tok", 300))
         records = read_manifest(Path(tmp) / "train" / "alignment.jsonl")
-        for m in Modality:
-            subset = [r for r in records if r.modality_key == m.value]
+        for m in config.modalities:
+            subset = [r for r in records if r.modality_key == m]
             ds = AlignmentDataset(subset, tok, config, train=True)
             for w in workers:
                 loader = iter(DataLoader(ds, batch_size=batch_size, num_workers=w, collate_fn=Collator(),
@@ -259,24 +258,24 @@ def data_loading(config: OneLLMConfig, workers: tuple[int, ...], n: int, batch_s
                 next(loader)  # worker start-up is a one-off per epoch: measure the steady state
                 t = time.perf_counter()
                 count = sum(len(b["ids"]) for b in loader)
-                out.setdefault(m.value, {})[f"workers_{w}"] = count / (time.perf_counter() - t)
+                out.setdefault(m, {})[f"workers_{w}"] = count / (time.perf_counter() - t)
     return out
 
 
 def point_tokenizer(config: OneLLMConfig, device: torch.device, repeats: int) -> dict:
     from .model.point import furthest_point_sample, knn_group
 
-    inp = config.inputs
+    inp = config.inputs.point
     out = {}
     for b in (1, 8):
-        pts = torch.rand(b, inp.point_num_points, 3, device=device)
+        pts = torch.rand(b, inp.num_points, 3, device=device)
 
         def run():
-            idx = furthest_point_sample(pts, inp.point_num_groups)
+            idx = furthest_point_sample(pts, inp.num_groups)
             centres = torch.gather(pts, 1, idx[..., None].expand(-1, -1, 3))
-            knn_group(pts, centres, inp.point_group_size)
+            knn_group(pts, centres, inp.group_size)
         out[f"batch_{b}_ms_per_cloud"] = 1000 * timeit(run, device, repeats) / b
-    out.update(points=inp.point_num_points, groups=inp.point_num_groups, group_size=inp.point_group_size)
+    out.update(points=inp.num_points, groups=inp.num_groups, group_size=inp.group_size)
     return out
 
 
@@ -307,15 +306,15 @@ def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", q
     log("training steps ...")
     text = 24 if quick else 48
     res["train"] = [
-        train_throughput(model, "stage1", Modality.IMAGE, bs, text, dict(tokenizers=False, upm=["image"], llm=False),
+        train_throughput(model, "stage1", "image", bs, text, dict(tokenizers=False, upm=["image"], llm=False),
                          res["peak_flops"], repeats, autocast),
-        train_throughput(model, "stage2", Modality.AUDIO, bs, text,
+        train_throughput(model, "stage2", "audio", bs, text,
                          dict(tokenizers=["audio", "point"], upm=["audio"], llm=False), res["peak_flops"], repeats,
                          autocast),
-        train_throughput(model, "stage2", Modality.POINT, bs, text,
+        train_throughput(model, "stage2", "point", bs, text,
                          dict(tokenizers=["audio", "point"], upm=["point"], llm=False), res["peak_flops"], repeats,
                          autocast),
-        train_throughput(model, "instruction", Modality.IMAGE, bs // 2, 64 if quick else 256,
+        train_throughput(model, "instruction", "image", bs // 2, 64 if quick else 256,
                          dict(tokenizers=False, upm=False, llm=True), res["peak_flops"], repeats, autocast,
                          labels_from=0.7),
     ]

@@ -15,10 +15,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Mapping
 
-PointSampling = Literal["xyz", "rgb"]
-
+from .modalities import DEFAULT_MODALITIES, parse_modalities
+from .modalities import get as modality_definition
+from .modalities import names as registered_modalities
+from .modalities import resolve as resolve_modality
 
 @dataclass
 class VisionConfig:
@@ -96,45 +98,92 @@ class LLMConfig:
         )
 
 
-@dataclass
-class InputConfig:
-    """Geometry of each modality's input tensor (spec §1.4, §3). Loaders and tokenizers both read it."""
+class InputsConfig:
+    """The per-modality input sections, ``config.inputs.<modality>`` (e.g. ``config.inputs.audio.mel_bins``).
 
-    # audio: kaldi fbank, (1, mel_bins, frames); Conv2d(1, D, kernel, stride) -> F' x T' tokens
-    audio_mel_bins: int = 128
-    audio_frames: int = 1024
-    audio_kernel: int = 16
-    audio_stride: int = 10
-    # point: (num_points, channels) xyz + rgb; FPS picks num_groups centres, kNN takes group_size neighbours
-    point_num_points: int = 8192
-    point_channels: int = 6
-    point_num_groups: int = 1024
-    point_group_size: int = 32
-    # "rgb" samples and groups on channels 3:6 as the released checkpoint was trained (spec §1.4, §7.2)
-    point_sampling: PointSampling = "xyz"
-    # imu: (channels, length) at 200 Hz; Conv1d(channels, D, kernel, stride) -> (length - kernel) // stride + 1
-    # tokens (391 with the released stride 1; small presets stride over time to cut the CLIP sequence)
-    imu_channels: int = 6
-    imu_length: int = 400
-    imu_kernel: int = 10
-    imu_stride: int = 1
-    imu_rate: int = 200
-    # fmri: (1, voxels); Linear(voxels, tokens * D) -> tokens
-    fmri_voxels: int = 15724
-    fmri_tokens: int = 8
-    # video: clips x spatial crops frames per input
-    video_clips: int = 5
-    video_crops: int = 3
+    Each section is its modality definition's ``input_config`` dataclass (spec §1.4, §3); loaders and tokenizers
+    both read it. Modalities without input fields of their own (image: ``vision.image_size`` is its geometry) have
+    no section. In ``config.json`` the sections are nested objects; the flat names of configs written before the
+    registry (``audio_mel_bins`` ...) are read through each definition's ``legacy_input_fields``.
+    """
 
-    @property
-    def audio_grid(self) -> tuple[int, int]:
-        f = (self.audio_mel_bins - self.audio_kernel) // self.audio_stride + 1
-        t = (self.audio_frames - self.audio_kernel) // self.audio_stride + 1
-        return f, t
+    def __init__(self, sections: "Mapping[str, Any] | None" = None):
+        self._sections: dict[str, Any] = {}
+        for name, value in (sections or {}).items():
+            self.set_section(name, value)
 
-    @property
-    def imu_tokens(self) -> int:
-        return (self.imu_length - self.imu_kernel) // self.imu_stride + 1
+    def set_section(self, name: str, value: Any) -> None:
+        """Set a section from its dataclass or a dict of its fields (unknown fields are an error)."""
+        definition = modality_definition(name)
+        cls = definition.input_config
+        if cls is None:
+            raise ValueError(f"modality {definition.name!r} has no input config section")
+        if isinstance(value, cls):
+            self._sections[definition.name] = value
+            return
+        if not isinstance(value, Mapping):
+            raise ValueError(f"inputs.{definition.name} must be an object, got {value!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        bad = set(value) - known
+        if bad:
+            raise ValueError(f"unknown keys in config section 'inputs.{definition.name}': {sorted(bad)}")
+        self._sections[definition.name] = cls(**value)
+
+    def ensure(self, names: Iterable[str]) -> None:
+        """Add the default section of every modality in ``names`` that has fields and no section yet."""
+        for name in names:
+            definition = modality_definition(name)
+            if definition.input_config is not None and definition.name not in self._sections:
+                self._sections[definition.name] = definition.input_config()
+
+    def restrict(self, names: Iterable[str]) -> None:
+        """Keep only the sections of ``names``, in that order (a config describes its own modalities only)."""
+        self._sections = {k: self._sections[k] for k in names if k in self._sections}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._sections.get(resolve_modality(name), default)
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("_sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"config.inputs has no section {name!r} (sections: {', '.join(sections) or 'none'})")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._sections
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InputsConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"InputsConfig({self.to_dict()})"
+
+    def __deepcopy__(self, memo) -> "InputsConfig":
+        return InputsConfig({k: copy.deepcopy(v, memo) for k, v in self._sections.items()})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(section) for name, section in self._sections.items()}
+
+    @staticmethod
+    def from_legacy(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Flat pre-registry fields (``audio_mel_bins`` ...) -> nested sections; unknown names are an error."""
+        table = {old: (d.name, new) for d in map(modality_definition, registered_modalities())
+                 for old, new in d.legacy_input_fields.items()}
+        nested: dict[str, dict[str, Any]] = {}
+        bad = []
+        for key, value in flat.items():
+            if key not in table:
+                bad.append(key)
+                continue
+            name, field_name = table[key]
+            nested.setdefault(name, {})[field_name] = value
+        if bad:
+            raise ValueError(f"unknown keys in config section 'inputs': {sorted(bad)}")
+        return nested
+
+
+def _is_legacy_inputs(data: Mapping[str, Any]) -> bool:
+    return any(not isinstance(v, Mapping) for v in data.values())
 
 
 @dataclass
@@ -143,7 +192,9 @@ class OneLLMConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     upm: UPMConfig = field(default_factory=UPMConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
-    inputs: InputConfig = field(default_factory=InputConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    # The model's own modalities, in order: it has tokenizers and UPM parts for these and no others.
+    modalities: list[str] = field(default_factory=lambda: list(DEFAULT_MODALITIES))
     max_seq_len: int = 2048  # text tokens + modality blocks per sequence
     # Reproduce the released scripts' generation bug: KV cache offset by 30 instead of 32 (spec §1.7, §7.1).
     legacy_kv_offset: bool = False
@@ -151,6 +202,22 @@ class OneLLMConfig:
     legacy_prompt: bool = False
     # Gradient checkpointing of expert and LLM blocks (training only).
     gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.inputs, Mapping):
+            self.inputs = InputsConfig(self.inputs)
+        self.modalities = parse_modalities(self.modalities)
+        if not self.modalities:
+            raise ValueError("a OneLLM config needs at least one modality")
+        self.inputs.ensure(self.modalities)
+        self.inputs.restrict(self.modalities)
+
+    def add_modalities(self, names: Iterable[str]) -> list[str]:
+        """Append modalities (with their default input sections); returns the ones that were new."""
+        added = [m for m in parse_modalities(names) if m not in self.modalities]
+        self.modalities += added
+        self.inputs.ensure(added)
+        return added
 
     # ----------------------------------------------------------------------------------------------------
     @staticmethod
@@ -169,21 +236,49 @@ class OneLLMConfig:
         return sorted(_PRESETS)
 
     def set(self, dotted: str, value: Any) -> None:
-        obj: Any = self
-        *path, last = dotted.replace("__", ".").split(".")
+        """Set a field by dotted name: ``upm.num_tokens``, ``inputs.audio.mel_bins`` (or the pre-registry flat
+        ``inputs.audio_mel_bins``), ``modalities``."""
+        parts = dotted.replace("__", ".").split(".")
+        if parts[0] == "inputs" and len(parts) == 2:  # a flat pre-registry name
+            [(section, field_name)] = [(k, next(iter(v))) for k, v in InputsConfig.from_legacy({parts[1]: 0}).items()]
+            parts = ["inputs", section, field_name]
+        if parts[0] == "inputs":
+            if len(parts) != 3:
+                raise KeyError(f"config has no field {dotted!r} (inputs fields are inputs.<modality>.<field>)")
+            obj = self.inputs.get(parts[1])
+            if obj is None:
+                raise KeyError(f"config has no field {dotted!r}: {parts[1]!r} is not one of this model's "
+                               f"modalities with input fields ({', '.join(self.inputs.to_dict()) or 'none'})")
+            parts = parts[2:]
+        else:
+            obj = self
+        *path, last = parts
         for part in path:
             obj = getattr(obj, part)
         if not hasattr(obj, last):
             raise KeyError(f"config has no field {dotted!r}")
         setattr(obj, last, value)
+        if obj is self and last == "modalities":
+            self.__post_init__()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, InputsConfig):
+                out[f.name] = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                out[f.name] = dataclasses.asdict(value)
+            else:
+                out[f.name] = copy.deepcopy(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OneLLMConfig":
+        """Build from ``to_dict`` output; also reads configs written before the registry (no ``modalities``: the
+        released eight; flat ``inputs`` names)."""
         data = dict(data)
-        sections = {"vision": VisionConfig, "upm": UPMConfig, "llm": LLMConfig, "inputs": InputConfig}
+        sections = {"vision": VisionConfig, "upm": UPMConfig, "llm": LLMConfig}
         kwargs: dict[str, Any] = {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -197,6 +292,11 @@ class OneLLMConfig:
                 if bad:
                     raise ValueError(f"unknown keys in config section {key!r}: {sorted(bad)}")
                 kwargs[key] = sub(**value)
+            elif key == "inputs":
+                if not isinstance(value, Mapping):
+                    raise ValueError(f"config section 'inputs' must be an object, got {value!r}")
+                nested = InputsConfig.from_legacy(value) if _is_legacy_inputs(value) else value
+                kwargs[key] = InputsConfig(nested)
             else:
                 kwargs[key] = value
         return cls(**kwargs)
@@ -226,8 +326,8 @@ _PRESETS: dict[str, OneLLMConfig] = {
         upm=UPMConfig(num_experts=3, expert_layers=2, num_heads=4, multiple_of=32, num_tokens=8),
         llm=LLMConfig(vocab_size=512, hidden_size=64, intermediate_size=176, num_layers=2, num_heads=4,
                       num_kv_heads=4, max_position_embeddings=1024),
-        inputs=InputConfig(audio_mel_bins=32, audio_frames=128, point_num_points=1024, point_num_groups=64,
-                           point_group_size=16),
+        inputs=InputsConfig({"audio": {"mel_bins": 32, "frames": 128},
+                             "point": {"num_points": 1024, "num_groups": 64, "group_size": 16}}),
         max_seq_len=512,
     ),
     # The quickstart's miniature: big enough to learn the synthetic world in minutes on a 2-core CPU.
@@ -237,8 +337,9 @@ _PRESETS: dict[str, OneLLMConfig] = {
         upm=UPMConfig(num_experts=3, expert_layers=1, num_heads=4, multiple_of=32, num_tokens=8),
         llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
                       num_kv_heads=4, max_position_embeddings=512),
-        inputs=InputConfig(audio_mel_bins=32, audio_frames=128, point_num_points=1024, point_num_groups=64,
-                           point_group_size=16, imu_stride=5, fmri_voxels=2048),
+        inputs=InputsConfig({"audio": {"mel_bins": 32, "frames": 128},
+                             "point": {"num_points": 1024, "num_groups": 64, "group_size": 16},
+                             "imu": {"stride": 5}, "fmri": {"voxels": 2048}}),
         max_seq_len=256,
     ),
     "small": OneLLMConfig(
@@ -247,8 +348,8 @@ _PRESETS: dict[str, OneLLMConfig] = {
         upm=UPMConfig(num_experts=3, expert_layers=2, num_heads=6, multiple_of=128, num_tokens=30),
         llm=LLMConfig(vocab_size=4096, hidden_size=768, intermediate_size=2048, num_layers=6, num_heads=12,
                       num_kv_heads=12, max_position_embeddings=2048),
-        inputs=InputConfig(audio_mel_bins=64, audio_frames=512, point_num_points=4096, point_num_groups=256,
-                           point_group_size=32),
+        inputs=InputsConfig({"audio": {"mel_bins": 64, "frames": 512},
+                             "point": {"num_points": 4096, "num_groups": 256, "group_size": 32}}),
         max_seq_len=1024,
     ),
 }

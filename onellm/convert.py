@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,7 +24,8 @@ import torch
 
 from .checkpoint import CONFIG_FILE, FORMAT, atomic_directory, write_weights
 from .config import OneLLMConfig
-from .modality import MODALITY_SPECS
+from .modalities import DEFAULT_MODALITIES
+from .modalities import get as modality_definition
 
 OFFICIAL_PREFIX = "llma."
 REPORT_FILE = "conversion_report.json"
@@ -43,7 +44,7 @@ DROPPED: dict[str, str] = {name: _TEXT_TOWER for name in (
 
 # Target-config switches the released checkpoint needs: dotted field -> (value, why).
 RELEASED_SWITCHES: dict[str, tuple[Any, str]] = {
-    "inputs.point_sampling": ("rgb", "the released point tokenizer was trained sampling and grouping on channels "
+    "inputs.point.sampling": ("rgb", "the released point tokenizer was trained sampling and grouping on channels "
                                      "3:6 (RGB), not xyz (spec §1.4, §7.2)"),
     "legacy_prompt": (True, "the released evaluation scripts prompt with '###Human:' (spec §3.8, §7.10)"),
     "legacy_kv_offset": (False, "our KV cache is correct; set it to true to reproduce the released scripts' "
@@ -79,8 +80,9 @@ _RULES: tuple[tuple[str, str, str | None], ...] = (
     ("{param}.{m}", "upm.{param}.{m}", None),
     ("{module}.{m}.{rest}", "upm.{module}.{m}.{rest}", None),
 )
-_TO_OURS = {spec.official_name: m.value for m, spec in MODALITY_SPECS.items()}
-_TO_OFFICIAL = {ours: official for official, ours in _TO_OURS.items()}
+def _official_names(modalities: Sequence[str] = DEFAULT_MODALITIES) -> dict[str, str]:
+    """The released checkpoint's keys of these modalities -> our names (``rgbd`` -> ``depth``)."""
+    return {modality_definition(m).official_name: m for m in modalities}
 
 
 def _pattern(template: str, modalities: Mapping[str, str]) -> re.Pattern:
@@ -91,8 +93,14 @@ def _pattern(template: str, modalities: Mapping[str, str]) -> re.Pattern:
     return re.compile(regex + r"\Z")
 
 
-_FORWARD = [(_pattern(src, _TO_OURS), dst, rope) for src, dst, rope in _RULES]
-_BACKWARD = [(_pattern(dst, _TO_OFFICIAL), src) for src, dst, _ in _RULES]
+@lru_cache(maxsize=8)
+def _rules(modalities: tuple[str, ...]):
+    """(forward rules, backward rules, official -> ours, ours -> official) for a model with ``modalities``."""
+    to_ours = _official_names(modalities)
+    to_official = {ours: official for official, ours in to_ours.items()}
+    forward = [(_pattern(src, to_ours), dst, rope) for src, dst, rope in _RULES]
+    backward = [(_pattern(dst, to_official), src) for src, dst, _ in _RULES]
+    return forward, backward, to_ours, to_official
 
 
 def _fill(template: str, groups: dict[str, str], modalities: Mapping[str, str]) -> str:
@@ -106,22 +114,24 @@ class KeyMapping:
     dropped: str | None = None  # why the key is not converted
 
 
-def map_key(key: str) -> KeyMapping | None:
+def map_key(key: str, modalities: Sequence[str] = DEFAULT_MODALITIES) -> KeyMapping | None:
     """Our name for an official key (the ``llma.`` prefix is optional); None when no rule covers it."""
     name = key.removeprefix(OFFICIAL_PREFIX)
     if name in DROPPED:
         return KeyMapping(None, dropped=DROPPED[name])
-    for pattern, template, rope in _FORWARD:
+    forward, _, to_ours, _ = _rules(tuple(modalities))
+    for pattern, template, rope in forward:
         if match := pattern.match(name):
-            return KeyMapping(_fill(template, match.groupdict(), _TO_OURS), rope)
+            return KeyMapping(_fill(template, match.groupdict(), to_ours), rope)
     return None
 
 
-def official_key(target: str) -> str | None:
+def official_key(target: str, modalities: Sequence[str] = DEFAULT_MODALITIES) -> str | None:
     """The official key that converts to our ``target`` name (for error messages and tests)."""
-    for pattern, template in _BACKWARD:
+    _, backward, _, to_official = _rules(tuple(modalities))
+    for pattern, template in backward:
         if match := pattern.match(target):
-            return OFFICIAL_PREFIX + _fill(template, match.groupdict(), _TO_OFFICIAL)
+            return OFFICIAL_PREFIX + _fill(template, match.groupdict(), to_official)
     return None
 
 
@@ -249,7 +259,7 @@ _DIMS = (("llm.vocab_size", "llm.model.embed_tokens.weight", 0), ("llm.hidden_si
          ("llm.intermediate_size", "llm.model.layers.0.mlp.gate_proj.weight", 0),
          ("vision.width", "encoder.class_embedding", 0), ("vision.patch_size", "encoder.conv1.weight", 3),
          ("upm.num_tokens", "upm.resample_tokens.image", 1),
-         ("inputs.fmri_voxels", "tokenizers.conv1.fmri.weight", 1))
+         ("inputs.fmri.voxels", "tokenizers.conv1.fmri.weight", 1))
 # (config field, regex): layer / expert counts = highest index + 1
 _COUNTS = (("llm.num_layers", r"llm\.model\.layers\.(\d+)\."),
            ("vision.layers", r"encoder\.transformer\.resblocks\.(\d+)\."),
@@ -277,7 +287,7 @@ def plan_conversion(shapes: Mapping[str, tuple[int, ...]], config: OneLLMConfig)
     by_target: dict[str, tuple[str, KeyMapping]] = {}
     unknown, duplicated, dropped, all_targets = [], [], {}, []
     for key in shapes:
-        mapping = map_key(key)
+        mapping = map_key(key, config.modalities)
         if mapping is not None and mapping.target is not None:
             all_targets.append(mapping.target)  # unknown ones too: layer counts report what the file has
         if mapping is None or (mapping.target is not None and mapping.target not in expected):
@@ -288,7 +298,7 @@ def plan_conversion(shapes: Mapping[str, tuple[int, ...]], config: OneLLMConfig)
             duplicated.append(f"{key} and {by_target[mapping.target][0]} -> {mapping.target}")
         else:
             by_target[mapping.target] = (key, mapping)
-    missing = [official_key(t) or t for t in expected if t not in by_target]
+    missing = [official_key(t, config.modalities) or t for t in expected if t not in by_target]
     dims = {field: shapes[by_target[t][0]][axis] for field, t, axis in _DIMS if t in by_target}
     for field, regex in _COUNTS:
         dims[field] = max((int(m[1]) for t in all_targets if (m := re.match(regex, t))), default=-1) + 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from onellm import Modality, OneLLM, OneLLMConfig
+from onellm import OneLLM, OneLLMConfig
 from onellm.data.collate import collate_packed, pack_sample
 from onellm.model import input_shape
 
@@ -12,14 +12,14 @@ def tiny_config(**overrides) -> OneLLMConfig:
     return OneLLMConfig.preset("tiny", **overrides)
 
 
-def random_input(config: OneLLMConfig, modality: Modality, generator: torch.Generator | None = None) -> torch.Tensor:
-    shape = input_shape(config, Modality.parse(modality))
-    if modality is Modality.POINT:
+def random_input(config: OneLLMConfig, modality: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    shape = input_shape(config, modality)
+    if modality == "point":
         return torch.rand(shape, generator=generator)
     return torch.randn(shape, generator=generator)
 
 
-def random_sample(model: OneLLM, inputs: list[Modality], text_len: int, generator: torch.Generator, id=None):
+def random_sample(model: OneLLM, inputs: list[str], text_len: int, generator: torch.Generator, id=None):
     """A packed sample: [bos, blocks..., text] with the second half of the text supervised."""
     vocab = model.config.llm.vocab_size
     ids = [model.config.llm.bos_token_id] + torch.randint(3, vocab, (text_len,), generator=generator).tolist()

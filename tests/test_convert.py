@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from onellm import Modality, OneLLM, OneLLMConfig
+from onellm import OneLLM, OneLLMConfig
 from onellm.checkpoint import weight_files
 from onellm.convert import (REPORT_FILE, ConversionError, convert_checkpoint, map_key, official_config,
                             official_key, plan_conversion)
@@ -47,23 +47,23 @@ def official_inventory() -> dict[str, tuple[int, ...]]:
 def target_config() -> OneLLMConfig:
     """The tiny preset with the released checkpoint's switches, built here independently of the converter."""
     config = OneLLMConfig.preset("tiny")
-    config.inputs.point_sampling = "rgb"
+    config.inputs.point.sampling = "rgb"
     config.legacy_prompt = True
     config.legacy_kv_offset = False
     config.upm.num_tokens = 30  # as released: a 32-position block [start tag, 30 tokens, end tag]
-    config.inputs.fmri_voxels = 300  # keeps the synthetic checkpoint small
+    config.inputs.fmri.voxels = 300  # keeps the synthetic checkpoint small
     return config
 
 
 def tiny_shape(name: str, shape: tuple[int, ...], config: OneLLMConfig) -> tuple[int, ...]:
     """An official 7B shape at ``config``'s dimensions."""
     D, inp = config.vision.width, config.inputs
-    f, t = inp.audio_grid
+    f, t = inp.audio.grid
     dims = {32000: config.llm.vocab_size, 11008: config.llm.intermediate_size, 2816: config.upm.ffn_hidden(D),
             3072: 3 * D, 1024: D, 768: config.vision.embed_dim, 257: config.vision.num_patches + 1,
-            1213: f * t + 1, 1025: inp.point_num_groups + 1, 392: inp.imu_tokens + 1, 9: inp.fmri_tokens + 1,
-            15724: inp.fmri_voxels, 8192: inp.fmri_tokens * D, 30: config.upm.num_tokens,
-            14: config.vision.patch_size, 16: inp.audio_kernel, 10: inp.imu_kernel, 49408: 100,
+            1213: f * t + 1, 1025: inp.point.num_groups + 1, 392: inp.imu.tokens + 1, 9: inp.fmri.tokens + 1,
+            15724: inp.fmri.voxels, 8192: inp.fmri.tokens * D, 30: config.upm.num_tokens,
+            14: config.vision.patch_size, 16: inp.audio.kernel, 10: inp.imu.kernel, 49408: 100,
             77: 77, 6: 6, 3: 3, 1: 1}
     # 4096 is both the LLM width and 4 x the CLIP width (CLIP MLP, router hidden layer)
     dims[4096] = 4 * D if name.startswith(("llma.clip.visual.", "llma.routers.")) else config.llm.hidden_size
@@ -147,7 +147,7 @@ def test_mapping_covers_the_released_inventory():
     assert len(permuted) == 64 and all(re.search(r"self_attn\.[qk]_proj", t) for t in permuted)
     assert plan.dims == {"llm.vocab_size": 32000, "llm.hidden_size": 4096, "llm.intermediate_size": 11008,
                          "vision.width": 1024, "vision.patch_size": 14, "upm.num_tokens": 30,
-                         "inputs.fmri_voxels": 15724, "llm.num_layers": 32, "vision.layers": 24,
+                         "inputs.fmri.voxels": 15724, "llm.num_layers": 32, "vision.layers": 24,
                          "upm.num_experts": 3, "upm.expert_layers": 8}
 
 
@@ -165,7 +165,7 @@ def test_key_names_round_trip():
 
 def test_official_config_switches():
     config = official_config("tiny")
-    assert config.inputs.point_sampling == "rgb" and config.legacy_prompt and not config.legacy_kv_offset
+    assert config.inputs.point.sampling == "rgb" and config.legacy_prompt and not config.legacy_kv_offset
     assert official_config("onellm-7b").to_dict()["llm"] == OneLLMConfig.preset("onellm-7b").to_dict()["llm"]
 
 
@@ -205,7 +205,7 @@ def test_report(synthetic, converted):
     assert set(report["keys_per_part"]) == {"encoder", "tokenizers", "upm", "experts", "llm"}
     assert report["config_switches"]["legacy_kv_offset"]["value"] is False
     assert "bit for bit" in report["config_switches"]["legacy_kv_offset"]["why"]
-    assert report["config_switches"]["inputs.point_sampling"]["value"] == "rgb"
+    assert report["config_switches"]["inputs.point.sampling"]["value"] == "rgb"
     assert report["dtype"] == "keep" and report["dtypes_written"] == {"float32": len(state) - 6}
     assert len(report["weights"]) > 1  # max_shard_size 1MB: sharded with an index
 
@@ -217,7 +217,7 @@ def test_loads_and_matches_the_meta_reference(synthetic, converted):
     assert model.tokenizer is not None
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        block = model.encode_modality(Modality.IMAGE, random_input(config, Modality.IMAGE, g)[None])
+        block = model.encode_modality("image", random_input(config, "image", g)[None])
         assert block.shape == (1, 32, config.llm.hidden_size)
         ids = torch.randint(3, config.llm.vocab_size, (1, 12), generator=g)
         embeds = torch.cat([model.embed_text(torch.tensor([[1]])), block, model.embed_text(ids)], dim=1)
@@ -388,7 +388,7 @@ def test_cli_end_to_end(tokenizer_file, tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     assert "converted" in capsys.readouterr().out
     model = OneLLM.from_pretrained(tmp_path / "m")
-    assert model.config.inputs.point_sampling == "rgb" and model.config.legacy_prompt
+    assert model.config.inputs.point.sampling == "rgb" and model.config.legacy_prompt
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

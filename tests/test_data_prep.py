@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onellm import Modality
 from onellm.data.loaders.fmri import load_fmri
 from onellm.data.loaders.imu import load_imu
 from onellm.data.manifest import read_manifest
@@ -163,7 +162,7 @@ def test_image_text_csv_and_depth(tmp_path, capsys):
                         "--url-prefix", "https://example.com/")
     assert (kept, skipped["no depth map"]) == (1, 1)
     (rec,) = read_manifest(out_d)
-    assert rec.inputs[0].modality is Modality.DEPTH
+    assert rec.inputs[0].modality == "depth"
     assert same(rec.inputs[0].path, tmp_path / "cc3m_depth" / "imgs" / "a.png")
     assert same(rec.inputs[0].options["rgb"], root / "imgs" / "a.jpg")
 
@@ -210,7 +209,7 @@ def test_webvid(tmp_path, capsys):
     assert (kept, skipped) == (2, {"missing video": 1, "empty caption": 1, "bad row": 1, "duplicate id": 1})
     recs = read_manifest(out)
     assert [(r.id, r.caption) for r in recs] == [("webvid-1", "A man, walking"), ("webvid-2", "Flat layout")]
-    assert recs[0].inputs[0].modality is Modality.VIDEO and same(recs[0].inputs[0].path, videos / "pd_a" / "1.mp4")
+    assert recs[0].inputs[0].modality == "video" and same(recs[0].inputs[0].path, videos / "pd_a" / "1.mp4")
     assert raw_lines(out)[1]["inputs"][0]["path"] == "videos/2.mp4"
 
 
@@ -264,7 +263,7 @@ def test_cap3d_and_pointllm_instructions(tmp_path, capsys):
     assert (kept, skipped) == (2, {"missing point cloud": 1, "empty caption": 1, "excluded object": 1, "bad row": 1})
     recs = read_manifest(out)
     assert [(r.id, r.caption) for r in recs] == [("cap3d-uid1", "A wooden chair."), ("cap3d-uid2", "A table, round.")]
-    assert same(recs[0].inputs[0].path, points / "uid1_8192.npy") and recs[0].inputs[0].modality is Modality.POINT
+    assert same(recs[0].inputs[0].path, points / "uid1_8192.npy") and recs[0].inputs[0].modality == "point"
 
     conv = lambda *turns: [{"from": f, "value": v} for f, v in turns]  # noqa: E731
     inst = dump(tmp_path / "PointLLM_complex_instruction_70K.json", [
@@ -322,7 +321,7 @@ def test_ego4d_narrations(tmp_path, capsys):
         ("ego4d-vidA-p1-1", "The camera wearer picks a cup from someone"),
         ("ego4d-vidB-p1-1", "Someone talks to the camera wearer")]
     a = recs[0].inputs[0]
-    assert a.modality is Modality.IMU and a.options["start"] == 4.0 and a.options["end"] == 6.0
+    assert a.modality == "imu" and a.options["start"] == 4.0 and a.options["end"] == 6.0
     assert same(a.path, imu / "vidA.npy") and same(a.options["timestamps"], imu / "vidA_timestamps.npy")
     assert recs[1].inputs[0].options["start"] == 24.0
     for rec in recs:  # the loader accepts every window kept
@@ -443,7 +442,7 @@ def test_onellm_typed_files_and_imu(tmp_path, capsys):
     assert run(capsys, "llava_instruct", "--json", path, "--type", "audio", "--out", out) == \
         (1, {"no audio path": 1})
     (rec,) = read_manifest(out)
-    assert rec.inputs[0].modality is Modality.AUDIO and rec.type == "audio"
+    assert rec.inputs[0].modality == "audio" and rec.type == "audio"
 
     imu_fixture(tmp_path / "imu")
     item = lambda uid, s, e: {"id": f"{uid}-{s}", "imu_path": "imu/processed_imu", "video_uid": uid,  # noqa: E731

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from onellm import Modality
 from onellm.data.collate import collate_packed
 from onellm.generation import GenerationConfig, generate, stream_generate
 
@@ -18,8 +17,8 @@ def model(text_tokenizer):
 
 def mixed_requests(model):
     g = torch.Generator().manual_seed(0)
-    mods = [[Modality.IMAGE], [Modality.AUDIO], [Modality.POINT], [], [Modality.VIDEO, Modality.AUDIO],
-            [Modality.FMRI], [Modality.IMU], [Modality.DEPTH]]
+    mods = [["image"], ["audio"], ["point"], [], ["video", "audio"],
+            ["fmri"], ["imu"], ["depth"]]
     return [request_sample(model, m, QUESTIONS[i % 4], g, id=str(i)) for i, m in enumerate(mods)]
 
 
@@ -57,7 +56,7 @@ def test_incremental_decoding_equals_full_recomputation(model):
 def test_legacy_kv_offset_reproduces_the_released_decoding(text_tokenizer):
     model = tiny_model_with_tokenizer(text_tokenizer, **{"legacy_kv_offset": True})
     g = torch.Generator().manual_seed(1)
-    s = request_sample(model, [Modality.IMAGE], "What is it?", g)
+    s = request_sample(model, ["image"], "What is it?", g)
     gen = GenerationConfig(max_new_tokens=6, temperature=0, stop_strings=())
     legacy = generate(model, left([s]), gen, output_logits=True)
     model.config.legacy_kv_offset = False
@@ -95,7 +94,7 @@ class ForceTokens:
 
 def test_stops_at_separator_and_returns_only_the_answer(model, text_tokenizer):
     g = torch.Generator().manual_seed(2)
-    s = request_sample(model, [Modality.AUDIO], "What is it?", g)
+    s = request_sample(model, ["audio"], "What is it?", g)
     forced = text_tokenizer.encode("red.\n### Human: and then some more words")
     hook = model.llm.lm_head.register_forward_hook(ForceTokens(forced))
     try:
@@ -109,7 +108,7 @@ def test_stops_at_separator_and_returns_only_the_answer(model, text_tokenizer):
 
 def test_eos_ends_generation(model, text_tokenizer):
     g = torch.Generator().manual_seed(3)
-    s = request_sample(model, [Modality.IMU], "What is it?", g)
+    s = request_sample(model, ["imu"], "What is it?", g)
     hook = model.llm.lm_head.register_forward_hook(ForceTokens(text_tokenizer.encode("walking") + [2]))
     try:
         out = generate(model, left([s]), GenerationConfig(max_new_tokens=30, temperature=0))
@@ -129,7 +128,7 @@ def test_sampling_is_seeded(model):
 
 def test_stream_generate_yields_the_same_answer(model, text_tokenizer):
     g = torch.Generator().manual_seed(4)
-    s = request_sample(model, [Modality.POINT], "What is it?", g)
+    s = request_sample(model, ["point"], "What is it?", g)
     forced = text_tokenizer.encode("a green cone\n### Human: more")
     hook = model.llm.lm_head.register_forward_hook(ForceTokens(forced))
     try:

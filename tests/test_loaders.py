@@ -380,7 +380,7 @@ def test_fmri_mean_over_repetitions(tmp_path):
     np.save(tmp_path / "single.npy", reps[0])
     torch.testing.assert_close(load_modality("fmri", tmp_path / "single.npy"), torch.from_numpy(reps[:1]).float())
     with pytest.raises(InputError, match="15724 voxels but the model expects 100") as err:
-        load_modality("fmri", tmp_path / "f.npy", config=OneLLMConfig.preset("tiny", **{"inputs.fmri_voxels": 100}))
+        load_modality("fmri", tmp_path / "f.npy", config=OneLLMConfig.preset("tiny", **{"inputs.fmri.voxels": 100}))
     assert "f.npy" in str(err.value)
 
 

@@ -4,13 +4,14 @@ import time
 import pytest
 import torch
 
-from onellm import Modality, OneLLM, OneLLMConfig
+from onellm import OneLLM, OneLLMConfig
+from onellm.modalities import DEFAULT_MODALITIES
 from onellm.model import input_shape, num_tokens
 from onellm.model.encoder import encode_tokens, is_batch_first, patch_embed
 
 from helpers import batch_of, random_input, random_sample, tiny_config
 
-ALL = list(Modality)
+ALL = list(DEFAULT_MODALITIES)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,8 @@ def test_7b_parameter_counts(meta_7b):
     assert meta_7b.llm.config.num_hidden_layers == 32 and meta_7b.llm.config.intermediate_size == 11008
 
 
-EXPECTED_7B_TOKENS = {Modality.IMAGE: 257, Modality.VIDEO: 257, Modality.DEPTH: 257, Modality.NORMAL: 257,
-                      Modality.AUDIO: 1213, Modality.POINT: 1025, Modality.IMU: 392, Modality.FMRI: 9}
+EXPECTED_7B_TOKENS = {"image": 257, "video": 257, "depth": 257, "normal": 257,
+                      "audio": 1213, "point": 1025, "imu": 392, "fmri": 9}
 
 
 @pytest.mark.parametrize("modality", ALL)
@@ -48,10 +49,10 @@ def test_7b_token_counts_on_meta(meta_7b, modality):
     cfg = meta_7b.config
     assert num_tokens(cfg, modality) == EXPECTED_7B_TOKENS[modality]
     x = torch.empty(2, *input_shape(cfg, modality), device="meta")
-    if modality is Modality.POINT:  # FPS needs values; check the tokenizer shapes with the grouping stubbed
+    if modality == "point":  # FPS needs values; check the tokenizer shapes with the grouping stubbed
         tokens = meta_7b.tokenizers.conv1["point"].conv1(torch.empty(2, 6, 1024, 32, device="meta")).amax(-1)
         tokens = tokens.transpose(1, 2)
-    elif modality in (Modality.AUDIO, Modality.IMU, Modality.FMRI):
+    elif modality in ("audio", "imu", "fmri"):
         tokens = meta_7b.tokenizers(modality, x)
     else:
         tokens = patch_embed(meta_7b.encoder, x.reshape(-1, *x.shape[-3:]))
@@ -63,27 +64,27 @@ def test_7b_token_counts_on_meta(meta_7b, modality):
 
 def test_input_shapes_7b():
     cfg = OneLLMConfig.preset("onellm-7b")
-    assert input_shape(cfg, Modality.VIDEO) == (15, 3, 224, 224)
-    assert input_shape(cfg, Modality.AUDIO) == (1, 128, 1024)
-    assert input_shape(cfg, Modality.POINT) == (8192, 6)
-    assert input_shape(cfg, Modality.IMU) == (6, 400)
-    assert input_shape(cfg, Modality.FMRI) == (1, 15724)
-    assert input_shape(cfg, Modality.DEPTH) == (2, 3, 224, 224)
+    assert input_shape(cfg, "video") == (15, 3, 224, 224)
+    assert input_shape(cfg, "audio") == (1, 128, 1024)
+    assert input_shape(cfg, "point") == (8192, 6)
+    assert input_shape(cfg, "imu") == (6, 400)
+    assert input_shape(cfg, "fmri") == (1, 15724)
+    assert input_shape(cfg, "depth") == (2, 3, 224, 224)
 
 
 def test_imu_stride_strides_the_conv_over_time():
     cfg = OneLLMConfig.preset("quickstart")
-    assert cfg.inputs.imu_stride == 5 and num_tokens(cfg, Modality.IMU) == (400 - 10) // 5 + 1 + 1  # 79 + CLS
+    assert cfg.inputs.imu.stride == 5 and num_tokens(cfg, "imu") == (400 - 10) // 5 + 1 + 1  # 79 + CLS
     torch.manual_seed(0)
     model = OneLLM(cfg).eval()
     x = torch.randn(2, 6, 400)
     with torch.no_grad():
-        tokens = model.tokenizers(Modality.IMU, x)  # (2, 79, D): token t sees samples 5t .. 5t + 9
+        tokens = model.tokenizers("imu", x)  # (2, 79, D): token t sees samples 5t .. 5t + 9
         conv = model.tokenizers.conv1["imu"]
         manual = torch.einsum("dck,bck->bd", conv.weight, x[:, :, 15:25])  # token 3
     assert tokens.shape == (2, 79, cfg.dim)
     torch.testing.assert_close(tokens[:, 3], manual)
-    assert model.encode_clip(Modality.IMU, x).shape == (2, 80, cfg.dim)
+    assert model.encode_clip("imu", x).shape == (2, 80, cfg.dim)
 
 
 @pytest.mark.parametrize("modality", ALL)
@@ -101,7 +102,7 @@ def test_tiny_single_modality_forward(tiny, modality):
 def test_mixed_batch_places_every_block_in_reading_order(tiny):
     g = torch.Generator().manual_seed(2)
     samples = [random_sample(tiny, [m], 5 + i, g) for i, m in enumerate(ALL)]
-    samples.append(random_sample(tiny, [Modality.VIDEO, Modality.AUDIO], 6, g))  # one sample, two inputs
+    samples.append(random_sample(tiny, ["video", "audio"], 6, g))  # one sample, two inputs
     samples.append(random_sample(tiny, [], 9, g))  # text only
     batch = batch_of(samples)
     with torch.no_grad():
@@ -119,8 +120,8 @@ def test_mixed_batch_places_every_block_in_reading_order(tiny):
 
 
 def test_start_and_end_tags_frame_each_block(tiny):
-    x = random_input(tiny.config, Modality.AUDIO)[None]
-    block = tiny.encode_modality(Modality.AUDIO, x)
+    x = random_input(tiny.config, "audio")[None]
+    block = tiny.encode_modality("audio", x)
     assert block.shape == (1, tiny.config.upm.num_tokens + 2, tiny.config.llm.hidden_size)
     torch.testing.assert_close(block[0, 0], tiny.upm.start_tag["audio"][0, 0])
     torch.testing.assert_close(block[0, -1], tiny.upm.end_tag["audio"][0, 0])
@@ -167,7 +168,7 @@ def test_router_weights_are_a_distribution(tiny):
 
 def test_upm_output_is_router_weighted_sum_of_experts(tiny):
     """Recompute the UPM by hand (each expert on the full sequence, weights from the router) and compare."""
-    m = Modality.IMAGE
+    m = "image"
     feats = torch.randn(2, 17, tiny.config.dim)
     upm = tiny.upm
     with torch.no_grad():
@@ -200,7 +201,7 @@ def test_gradients_reach_exactly_the_trainable_parts():
     model = OneLLM(tiny_config())
     model.set_trainable(llm=False, upm=["audio"], tokenizers=["audio"])
     g = torch.Generator().manual_seed(4)
-    batch = batch_of([random_sample(model, [Modality.AUDIO], 8, g), random_sample(model, [Modality.IMAGE], 8, g)])
+    batch = batch_of([random_sample(model, ["audio"], 8, g), random_sample(model, ["image"], 8, g)])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     model(batch).loss.backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -218,10 +219,10 @@ def test_gradients_reach_exactly_the_trainable_parts():
 
 def test_frozen_image_path_runs_without_autograd(tiny):
     tiny.set_trainable()
-    x = random_input(tiny.config, Modality.IMAGE)[None]
+    x = random_input(tiny.config, "image")[None]
     with torch.enable_grad():
-        assert not tiny.encode_clip(Modality.IMAGE, x).requires_grad  # CLIP frozen: no graph kept
-        assert tiny.encode_clip(Modality.AUDIO, random_input(tiny.config, Modality.AUDIO)[None]).requires_grad
+        assert not tiny.encode_clip("image", x).requires_grad  # CLIP frozen: no graph kept
+        assert tiny.encode_clip("audio", random_input(tiny.config, "audio")[None]).requires_grad
 
 
 def test_mixed_batch_loss_equals_sample_by_sample(tiny):
@@ -242,7 +243,7 @@ def test_mixed_batch_loss_equals_sample_by_sample(tiny):
 
 def test_loss_matches_reference_cross_entropy(tiny):
     g = torch.Generator().manual_seed(6)
-    batch = batch_of([random_sample(tiny, [Modality.FMRI], 10, g)])
+    batch = batch_of([random_sample(tiny, ["fmri"], 10, g)])
     with torch.no_grad():
         out = tiny(batch)
         logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
@@ -253,7 +254,7 @@ def test_loss_matches_reference_cross_entropy(tiny):
 
 def test_bad_input_shape_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="audio input must have shape"):
-        tiny.encode_modality(Modality.AUDIO, torch.randn(1, 1, 10, 10))
+        tiny.encode_modality("audio", torch.randn(1, 1, 10, 10))
 
 
 def test_tiny_mixed_forward_backward_is_fast():

@@ -92,15 +92,15 @@ def test_point_patch_embed_shapes_and_sampling_channels():
     x = torch.rand(2, 256, 6)
     embed = PointPatchEmbed(6, 16, num_groups=32, group_size=8, sampling="xyz")
     out = embed(x)
-    assert out.shape == (2, 16, 32)
+    assert out.shape == (2, 32, 16)  # (B, M, D)
     grouped = embed.group(x)  # (B, C, M, k): raw absolute features of the neighbours
     assert grouped.shape == (2, 6, 32, 8)
     centres = furthest_point_sample(x[..., :3], 32)
     assert torch.equal(grouped[:, :, :, 0].transpose(1, 2), torch.gather(x, 1, centres[..., None].expand(-1, -1, 6)))
     # the conv + max equals a per-neighbour linear map followed by a max
     w, b = embed.conv1.weight[:, :, 0, 0], embed.conv1.bias
-    manual = (torch.einsum("bcmk,dc->bdmk", grouped, w) + b[None, :, None, None]).amax(-1)
-    torch.testing.assert_close(out, manual)
+    manual = (torch.einsum("bcmk,dc->bdmk", grouped, w) + b[None, :, None, None]).amax(-1)  # (B, D, M)
+    torch.testing.assert_close(out, manual.transpose(1, 2))
     # "rgb" samples on channels 3:6 (the released checkpoint): a uniformly coloured cloud degenerates
     x_flat = x.clone()
     x_flat[..., 3:] = 0.25

@@ -13,7 +13,7 @@ import torch
 
 from onellm.config import OneLLMConfig
 from onellm.data.synth import add_arguments, generate_world, run
-from onellm.data.synth.world import (ATTRIBUTES, CAPTION_TEMPLATES, QUESTIONS, attribute_accuracy,
+from onellm.data.synth.world import (ATTRIBUTES, QUESTIONS, attribute_accuracy, caption_templates,
                                      balanced_assignments, caption, caption_requests, chance_level)
 from onellm.modality import ALL_MODALITIES
 
@@ -163,10 +163,10 @@ def test_every_input_loads(world):
 def test_small_fmri_world(tmp_path):
     from onellm.data.loaders import load_modality
 
-    out = generate_world(tmp_path, 4, seed=0, modalities="fmri,image", fmri_voxels=256)
+    cfg = OneLLMConfig.preset("tiny", **{"inputs.fmri.voxels": 256})
+    out = generate_world(tmp_path, 4, seed=0, modalities="fmri,image", config=cfg)
     assert out["counts"] == {"image": 4, "fmri": 4}
     root = Path(out["root"])
-    cfg = OneLLMConfig.preset("tiny", **{"inputs.fmri_voxels": 256})
     for r in read_jsonl(out["manifests"]["alignment"]):
         if r["inputs"][0]["modality"] == "fmri":
             assert np.load(root / r["inputs"][0]["path"]).shape == (3, 256)
@@ -350,7 +350,8 @@ def test_attribute_accuracy_and_chance():
 
 
 def test_every_template_names_every_attribute():
-    for modality, templates in CAPTION_TEMPLATES.items():
+    for modality in ATTRIBUTES:
+        templates = caption_templates(modality)
         assert 2 <= len(templates) <= 3
         for attrs in ({k: v[i % len(v)] for k, v in ATTRIBUTES[modality].items()} for i in range(12)):
             for t in range(len(templates)):

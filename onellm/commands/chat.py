@@ -7,36 +7,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..modality import Modality
 from .infer import add_generation_arguments
+from .inputs import add_input_arguments, inputs_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory")
-    for m in Modality:
-        p.add_argument(f"--{m.value}", metavar="PATH", help=f"a {m.value} input")
-    p.add_argument("--rgb", help="the RGB image paired with --depth / --normal")
-    p.add_argument("--timestamps", help="IMU timestamps (.npy, ms)")
-    p.add_argument("--start", type=float, help="IMU window start (s)")
-    p.add_argument("--end", type=float, help="IMU window end (s)")
+    add_input_arguments(p)
     add_generation_arguments(p)
 
 
 def _inputs(args: argparse.Namespace, config) -> list:
-    from ..data.loaders import load_modality
+    from ..modalities.loading import load_modality
 
-    inputs = []
-    for m in Modality:
-        path = getattr(args, m.value)
-        if not path:
-            continue
-        options = {}
-        if m in (Modality.DEPTH, Modality.NORMAL):
-            options["rgb"] = args.rgb
-        if m is Modality.IMU:
-            options.update(timestamps=args.timestamps, start=args.start, end=args.end)
-        inputs.append((m, load_modality(m, path, train=False, config=config, **options)))
-    return inputs
+    return [(m, load_modality(m, path, train=False, config=config, **options))
+            for m, path, options in inputs_from_args(args)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     device, dtype = next(model.parameters()).device, next(model.upm.parameters()).dtype
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
-    names = ", ".join(m.value for m, _ in inputs) or "no inputs"
+    names = ", ".join(m for m, _ in inputs) or "no inputs"
     print(f"OneLLM chat ({names}). /reset clears the history, /quit leaves.", flush=True)
     history: list[tuple[str, str]] = []
     while True:

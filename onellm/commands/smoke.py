@@ -8,7 +8,6 @@ import torch
 
 from ..config import OneLLMConfig
 from ..data.collate import collate_packed, pack_sample
-from ..modality import Modality
 from ..model import OneLLM, input_shape, num_tokens
 
 
@@ -27,13 +26,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'modality':8s} {'input':>22s} {'CLIP tokens':>12s} {'LLM block':>14s}")
     samples = []
     bos, vocab = config.llm.bos_token_id, config.llm.vocab_size
-    for modality in Modality:
-        x = torch.randn(input_shape(config, modality))
-        if modality is Modality.POINT:
-            x = torch.rand(input_shape(config, modality))
+    for modality in config.modalities:
+        x = torch.rand(input_shape(config, modality))  # uniform [0, 1): valid for every loader's value range
         with torch.no_grad():
             block = model.encode_modality(modality, x[None].to(args.device))
-        print(f"{modality.value:8s} {str(tuple(x.shape)):>22s} {num_tokens(config, modality):>12d} "
+        print(f"{modality:8s} {str(tuple(x.shape)):>22s} {num_tokens(config, modality):>12d} "
               f"{str(tuple(block.shape[1:])):>14s}")
         text = [bos] + torch.randint(3, vocab, (8,)).tolist()
         samples.append(pack_sample(text, [-100] + text[1:], [(modality, x)], model.block_length))
@@ -44,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = model(batch)
     out.loss.backward()
-    print(f"mixed batch of all 8 modalities {tuple(batch['input_ids'].shape)}: loss {out.loss.item():.4f} "
+    print(f"mixed batch of all {len(config.modalities)} modalities {tuple(batch['input_ids'].shape)}: loss {out.loss.item():.4f} "
           f"(random weights; ln(vocab) = {torch.log(torch.tensor(float(vocab))).item():.4f}), "
           f"forward+backward {time.perf_counter() - start:.2f} s")
     return 0

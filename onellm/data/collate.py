@@ -13,7 +13,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ..features import CachedFeatures
-from ..modality import Modality
+from ..modalities import resolve as resolve_modality
 
 
 @dataclass
@@ -21,7 +21,7 @@ class PackedSample:
     input_ids: list[int]
     labels: list[int]
     modality_mask: list[bool]
-    inputs: list[tuple[Modality, torch.Tensor]] = field(default_factory=list)
+    inputs: list[tuple[str, torch.Tensor]] = field(default_factory=list)
     id: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -30,7 +30,7 @@ class PackedSample:
 
 
 def pack_sample(text_ids: Sequence[int], text_labels: Sequence[int] | None,
-                inputs: Sequence[tuple[Modality, torch.Tensor]], block_length: int, pad_id: int = 0,
+                inputs: Sequence[tuple[str, torch.Tensor]], block_length: int, pad_id: int = 0,
                 insert_at: int = 1, id: str | None = None, meta: dict | None = None) -> PackedSample:
     """Insert one block of ``block_length`` positions per input into a tokenised text at ``insert_at``
     (after BOS, as the original lays out ``[bos, start, tokens, end, text...]``)."""
@@ -41,7 +41,7 @@ def pack_sample(text_ids: Sequence[int], text_labels: Sequence[int] | None,
     ids = list(text_ids[:insert_at]) + [pad_id] * n + list(text_ids[insert_at:])
     labels = list(text_labels[:insert_at]) + [-100] * n + list(text_labels[insert_at:])
     mask = [False] * insert_at + [True] * n + [False] * (len(text_ids) - insert_at)
-    return PackedSample(ids, labels, mask, [(Modality.parse(m), x) for m, x in inputs], id, dict(meta or {}))
+    return PackedSample(ids, labels, mask, [(resolve_modality(m), x) for m, x in inputs], id, dict(meta or {}))
 
 
 def collate_packed(samples: Sequence[PackedSample], padding_side: Literal["right", "left"] = "right",
@@ -68,11 +68,11 @@ def collate_packed(samples: Sequence[PackedSample], padding_side: Literal["right
         modality_mask[i, sl] = torch.tensor(s.modality_mask, dtype=torch.bool)
         for modality, x in s.inputs:
             if isinstance(x, CachedFeatures):
-                cached.setdefault(modality.value, []).append(x.tensor)
-                cached_order.setdefault(modality.value, []).append(rank)
+                cached.setdefault(modality, []).append(x.tensor)
+                cached_order.setdefault(modality, []).append(rank)
             else:
-                grouped.setdefault(modality.value, []).append(x)
-                order.setdefault(modality.value, []).append(rank)
+                grouped.setdefault(modality, []).append(x)
+                order.setdefault(modality, []).append(rank)
             rank += 1
     batch: dict[str, Any] = {
         "input_ids": input_ids,

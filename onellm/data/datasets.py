@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import OneLLMConfig
-from ..modality import MODALITY_SPECS, Modality
+from ..modalities import get as modality_definition
 from .collate import PackedSample, collate_packed, pack_sample
 from .errors import InputError
 from .manifest import Record
@@ -35,14 +35,14 @@ def default_prompt(record: Record) -> str:
         return record.prompt
     if not record.inputs:
         raise ValueError(f"{record.id}: a request without inputs needs a 'prompt'")
-    return MODALITY_SPECS[record.inputs[0].modality].default_prompt
+    return modality_definition(record.inputs[0].modality).caption_prompt
 
 
 class ManifestDataset(Dataset):
     """Shared machinery: input loading, packing, truncation, lengths for grouping."""
 
     def __init__(self, records: Sequence[Record], tokenizer: TextTokenizer, config: OneLLMConfig,
-                 train: bool = True, max_length: int | None = None):
+                 train: bool = True, max_length: int | None = None, seed: int | None = None, feature_store=None):
         self.records = list(records)
         self.tokenizer = tokenizer
         self.config = config
@@ -51,9 +51,9 @@ class ManifestDataset(Dataset):
         self.block_length = config.upm.num_tokens + 2
         # Training augmentations draw from RNGs seeded per (seed, epoch, index): the same sample gets the same
         # crop in a resumed run as in an uninterrupted one, whatever worker loads it.
-        self.seed: int | None = None
+        self.seed = seed
         self.epoch = 0
-        self.feature_store = None  # onellm.features.FeatureStore: cached CLIP features of frozen-path inputs
+        self.feature_store = feature_store  # onellm.features.FeatureStore: cached CLIP features of frozen-path inputs
 
     def __len__(self) -> int:
         return len(self.records)
@@ -61,7 +61,7 @@ class ManifestDataset(Dataset):
     def text(self, record: Record) -> tuple[list[int], list[int]]:
         raise NotImplementedError
 
-    def load_inputs(self, record: Record) -> list[tuple[Modality, torch.Tensor]]:
+    def load_inputs(self, record: Record) -> list[tuple[str, torch.Tensor]]:
         from ..features import CachedFeatures, feature_key
         from .loaders import load_modality  # imported here: decoders load only in workers that need them
 

@@ -18,8 +18,10 @@ TOKENIZER_FILE = "tokenizer.model"
 class TextTokenizer:
     """Thin wrapper around a HF LLaMA tokenizer with explicit BOS/EOS handling."""
 
-    def __init__(self, hf_tokenizer):
+    def __init__(self, hf_tokenizer, source_model: str | Path | None = None):
         self.hf = hf_tokenizer
+        # the SentencePiece file it was loaded from: copied into model directories next to the HF files
+        self.source_model = str(source_model) if source_model is not None else None
         self.bos_id = int(hf_tokenizer.bos_token_id if hf_tokenizer.bos_token_id is not None else 1)
         self.eos_id = int(hf_tokenizer.eos_token_id if hf_tokenizer.eos_token_id is not None else 2)
         self.pad_id = int(hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0)
@@ -42,7 +44,7 @@ class TextTokenizer:
 
     def save(self, directory: str | Path) -> None:
         self.hf.save_pretrained(str(directory))
-        source = getattr(self, "source_model", None)
+        source = self.source_model
         if source and Path(source).is_file() and not (Path(directory) / TOKENIZER_FILE).exists():
             shutil.copyfile(source, Path(directory) / TOKENIZER_FILE)
 
@@ -58,18 +60,13 @@ def load_tokenizer(path: str | Path) -> TextTokenizer:
         # transformers needs the file to be called tokenizer.model inside a directory (read once, at load)
         with tempfile.TemporaryDirectory(prefix="onellm-tok-") as tmp:
             shutil.copyfile(path, Path(tmp) / TOKENIZER_FILE)
-            tok = TextTokenizer(LlamaTokenizer.from_pretrained(tmp))
-        tok.source_model = str(path)
-        return tok
+            return TextTokenizer(LlamaTokenizer.from_pretrained(tmp), source_model=path)
+    source = path / TOKENIZER_FILE if (path / TOKENIZER_FILE).exists() else None
     if (path / "tokenizer.json").exists() or (path / "tokenizer_config.json").exists():
-        tok = TextTokenizer(AutoTokenizer.from_pretrained(str(path)))
-    elif (path / TOKENIZER_FILE).exists():
-        tok = TextTokenizer(LlamaTokenizer.from_pretrained(str(path)))
-    else:
-        raise FileNotFoundError(f"{path}: no tokenizer.json, tokenizer_config.json or {TOKENIZER_FILE} in it")
-    if (path / TOKENIZER_FILE).exists():
-        tok.source_model = str(path / TOKENIZER_FILE)
-    return tok
+        return TextTokenizer(AutoTokenizer.from_pretrained(str(path)), source_model=source)
+    if source is not None:
+        return TextTokenizer(LlamaTokenizer.from_pretrained(str(path)), source_model=source)
+    raise FileNotFoundError(f"{path}: no tokenizer.json, tokenizer_config.json or {TOKENIZER_FILE} in it")
 
 
 def train_sentencepiece(texts: Iterable[str], out_dir: str | Path, vocab_size: int = 512) -> Path:

@@ -25,7 +25,8 @@ from transformers import LlamaForCausalLM  # at import time: never first importe
 from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
-from ..modality import ALL_MODALITIES, MODALITY_SPECS, Modality
+from ..modalities import get as modality_definition
+from ..modalities import parse_modalities
 from .encoder import build_clip_visual, encode_tokens, patch_embed
 from .projection import UniversalProjection
 from .tokenizers import ModalityTokenizers, input_shape
@@ -41,16 +42,6 @@ class OneLLMOutput(ModelOutput):
     logits: torch.Tensor | None = None  # (B, S, V), None when not requested
     num_tokens: int | None = None  # supervised tokens in the batch (exact averaging across micro-batches)
     loss_sum: torch.Tensor | None = None  # summed cross-entropy, loss = loss_sum / num_tokens
-
-
-def _modality_set(value: "bool | Iterable[Modality | str]") -> set[Modality]:
-    if value is True:
-        return set(ALL_MODALITIES)
-    if value is False or value is None:
-        return set()
-    if isinstance(value, str):
-        value = [value]
-    return {Modality.parse(v) for v in value}
 
 
 class OneLLM(nn.Module):
@@ -94,15 +85,17 @@ class OneLLM(nn.Module):
             experts: the shared expert blocks; default: trained when any modality's UPM parts train.
             llm: the whole language model.
         """
-        tok_set, upm_set = _modality_set(tokenizers), _modality_set(upm)
+        own = self.config.modalities
+        tok_set = set(parse_modalities(tokenizers, default=own))
+        upm_set = set(parse_modalities(upm, default=own))
         experts = bool(upm_set) if experts is None else experts
         self.encoder.requires_grad_(encoder)
         for name, module in self.tokenizers.conv1.items():
-            module.requires_grad_(Modality(name) in tok_set)
+            module.requires_grad_(name in tok_set)
         for name, param in self.tokenizers.positional_embedding.items():
-            param.requires_grad_(Modality(name) in tok_set)
+            param.requires_grad_(name in tok_set)
         self.upm.resample_layers.requires_grad_(experts)
-        for m in ALL_MODALITIES:
+        for m in own:
             for p in self.upm.modality_parameters(m):
                 p.requires_grad_(m in upm_set)
         self.llm.requires_grad_(llm)
@@ -126,43 +119,50 @@ class OneLLM(nn.Module):
 
     # ------------------------------------------------------------------------------------------------
     # Modality encoding
-    def _path_is_frozen(self, modality: Modality) -> bool:
+    def _own_modality(self, modality: str) -> str:
+        name = modality_definition(modality).name
+        if name not in self.config.modalities:
+            raise ValueError(f"this model has no {name!r} modality (its modalities: "
+                             f"{', '.join(self.config.modalities)})")
+        return name
+
+    def _path_is_frozen(self, modality: str) -> bool:
         """True when nothing between the raw input and the CLIP output needs gradients (run under no_grad)."""
         params = list(self.encoder.parameters())
-        if not MODALITY_SPECS[modality].clip_patch_embed:
-            params += list(self.tokenizers.conv1[modality.value].parameters())
-            params.append(self.tokenizers.positional_embedding[modality.value])
+        if self.tokenizers.has(modality):
+            params += list(self.tokenizers.conv1[modality].parameters())
+            params.append(self.tokenizers.positional_embedding[modality])
         return not any(p.requires_grad for p in params)
 
-    def check_input(self, modality: Modality, x: torch.Tensor) -> None:
+    def check_input(self, modality: str, x: torch.Tensor) -> None:
         expected = input_shape(self.config, modality)
         got = tuple(x.shape[1:])
-        if modality in (Modality.VIDEO, Modality.DEPTH, Modality.NORMAL):
-            ok = len(got) == 4 and got[1:] == expected[1:]  # any number of frames
+        if modality_definition(modality).stacked:
+            ok = len(got) == len(expected) and got[1:] == expected[1:]  # any number of frames
         else:
             ok = got == expected
         if not ok:
             raise ValueError(f"{modality} input must have shape (N, {', '.join(map(str, expected))}), "
                              f"got {tuple(x.shape)}")
 
-    def encode_clip(self, modality: Modality, x: torch.Tensor) -> torch.Tensor:
+    def encode_clip(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs (N, *input_shape) -> CLIP features (N, L + 1, D), averaged over frames where there are any."""
-        modality = Modality.parse(modality)
+        modality = self._own_modality(modality)
         self.check_input(modality, x)
         frozen = self._path_is_frozen(modality)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            if MODALITY_SPECS[modality].clip_patch_embed:
+            if self.tokenizers.has(modality):
+                tokens = self.tokenizers(modality, x)  # (N, L, D)
+                feats = encode_tokens(self.encoder, tokens, self.tokenizers.positional_embedding[modality])
+            else:  # CLIP's own patch embedding
                 N = x.shape[0]
                 images = x.reshape(-1, *x.shape[-3:])  # (N*T, 3, H, W); an image is one frame
                 feats = encode_tokens(self.encoder, patch_embed(self.encoder, images),
                                       self.encoder.positional_embedding)  # (N*T, L+1, D)
                 feats = feats.reshape(N, -1, *feats.shape[1:]).mean(1)  # (N, L+1, D), mean over frames
-            else:
-                tokens = self.tokenizers(modality, x)  # (N, L, D)
-                feats = encode_tokens(self.encoder, tokens, self.tokenizers.positional_embedding[modality.value])
         return feats
 
-    def project(self, modality: Modality, feats: torch.Tensor) -> torch.Tensor:
+    def project(self, modality: str, feats: torch.Tensor) -> torch.Tensor:
         """CLIP features (N, L + 1, D) -> modality block (N, K + 2, D_llm) = [start_tag, K tokens, end_tag]."""
         tokens = self.upm(modality, feats)  # (N, K, D_llm)
         start, end = self.upm.tags(modality)
@@ -170,10 +170,30 @@ class OneLLM(nn.Module):
         return torch.cat([start.expand(N, -1, -1).to(tokens.dtype), tokens,
                           end.expand(N, -1, -1).to(tokens.dtype)], dim=1)  # (N, K+2, D_llm)
 
-    def encode_modality(self, modality: "Modality | str", x: torch.Tensor) -> torch.Tensor:
+    def encode_modality(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Raw inputs (N, *input_shape) -> modality blocks (N, K + 2, D_llm)."""
-        modality = Modality.parse(modality)
+        modality = self._own_modality(modality)
         return self.project(modality, self.encode_clip(modality, x))
+
+    def add_modalities(self, names: Iterable[str]) -> list[str]:
+        """Give the model parts for new modalities (tokenizer, UPM parts; the shared experts, CLIP and the LLM are
+        untouched), built on the device and in the dtype of the existing parts; returns the names added."""
+        added = self.config.add_modalities(names)
+        if not added:
+            return []
+        ref = next(self.upm.parameters())
+        new_tok = self.tokenizers.add(added)
+        new_upm = self.upm.add(added)
+        for name in new_tok:
+            self.tokenizers.conv1[name].to(device=ref.device, dtype=ref.dtype)
+            self.tokenizers.positional_embedding[name].data = self.tokenizers.positional_embedding[name].data.to(
+                device=ref.device, dtype=ref.dtype)
+        for name in new_upm:
+            for module in (self.upm.clip_proj1[name], self.upm.clip_proj2[name], self.upm.routers[name]):
+                module.to(device=ref.device, dtype=ref.dtype)
+            for pdict in (self.upm.resample_tokens, self.upm.start_tag, self.upm.end_tag):
+                pdict[name].data = pdict[name].data.to(device=ref.device, dtype=ref.dtype)
+        return added
 
     @property
     def block_length(self) -> int:
@@ -198,10 +218,10 @@ class OneLLM(nn.Module):
             return embeds
         blocks, orders = [], []
         for name, x in inputs.items():
-            blocks.append(self.encode_modality(Modality.parse(name), x))  # (N_m, K+2, D_llm)
+            blocks.append(self.encode_modality(name, x))  # (N_m, K+2, D_llm)
             orders.append(batch["modality_order"][name])
         for name, f in features.items():
-            blocks.append(self.project(Modality.parse(name), f))  # (N_m, K+2, D_llm), CLIP skipped
+            blocks.append(self.project(self._own_modality(name), f))  # (N_m, K+2, D_llm), CLIP skipped
             orders.append(batch["feature_order"][name])
         blocks_t = torch.cat(blocks)  # (N, K+2, D_llm) grouped by modality
         order = torch.cat(orders).to(blocks_t.device)

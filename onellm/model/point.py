@@ -117,7 +117,7 @@ class PointPatchEmbed(nn.Module):
         return grouped.permute(0, 3, 1, 2)  # (B, C, M, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) points -> (B, D, M) tokens in FPS order."""
+        """(B, N, C) points -> (B, M, D) tokens in FPS order (sampling and grouping in float32)."""
         feats = self.group(x.float()).to(self.conv1.weight.dtype)  # (B, C, M, k)
         out = self.conv1(feats)  # (B, D, M, k)
-        return out.amax(dim=-1)  # (B, D, M)
+        return out.amax(dim=-1).transpose(1, 2)  # (B, M, D)

@@ -12,13 +12,14 @@ Parameter names match the released checkpoint (``resample_layers.E.L.attention.w
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import OneLLMConfig
-from ..modality import ALL_MODALITIES, Modality
 
 
 class RMSNorm(nn.Module):
@@ -102,10 +103,13 @@ def _projection(d_in: int, d_out: int) -> nn.Sequential:
 
 
 class UniversalProjection(nn.Module):
+    """The UPM: ``resample_layers`` (the experts) are shared; every other part is per modality, for exactly the
+    model's own modalities (``config.modalities``)."""
+
     def __init__(self, config: OneLLMConfig):
         super().__init__()
-        upm, dim, llm_dim = config.upm, config.dim, config.llm.hidden_size
-        names = [m.value for m in ALL_MODALITIES]
+        upm, dim = config.upm, config.dim
+        self.config = config
         self.num_tokens = upm.num_tokens
         self.gradient_checkpointing = False
         self.resample_layers = nn.ModuleDict({
@@ -113,32 +117,56 @@ class UniversalProjection(nn.Module):
                                   for _ in range(upm.expert_layers))
             for e in range(upm.num_experts)
         })
-        self.resample_tokens = nn.ParameterDict({m: nn.Parameter(torch.empty(1, upm.num_tokens, dim)) for m in names})
-        self.clip_proj1 = nn.ModuleDict({m: _projection(dim, dim) for m in names})
-        self.clip_proj2 = nn.ModuleDict({m: _projection(dim, llm_dim) for m in names})
-        self.routers = nn.ModuleDict({m: Router(dim, upm.router_mlp_ratio * dim, upm.num_experts) for m in names})
-        self.start_tag = nn.ParameterDict({m: nn.Parameter(torch.empty(1, 1, llm_dim)) for m in names})
-        self.end_tag = nn.ParameterDict({m: nn.Parameter(torch.empty(1, 1, llm_dim)) for m in names})
-        self.reset_parameters()
+        self.resample_tokens = nn.ParameterDict()
+        self.clip_proj1 = nn.ModuleDict()
+        self.clip_proj2 = nn.ModuleDict()
+        self.routers = nn.ModuleDict()
+        self.start_tag = nn.ParameterDict()
+        self.end_tag = nn.ParameterDict()
+        self.add(config.modalities)
 
-    def reset_parameters(self) -> None:
-        for p in self.resample_tokens.values():
-            nn.init.normal_(p, std=0.02)
-        for p in list(self.start_tag.values()) + list(self.end_tag.values()):
+    def add(self, modalities: Iterable[str]) -> list[str]:
+        """Build the per-modality parts (tokens, proj1, router, proj2, tags) of new ``modalities``, randomly
+        initialised; returns their names. Parts are drawn in the released construction order (all proj1, all
+        proj2, all routers, then tokens and tags), so a seeded model has the same weights as before."""
+        names = [m for m in modalities if m not in self.resample_tokens]
+        upm, dim, llm_dim = self.config.upm, self.config.dim, self.config.llm.hidden_size
+        for m in names:
+            self.resample_tokens[m] = nn.Parameter(torch.empty(1, upm.num_tokens, dim))
+        for m in names:
+            self.clip_proj1[m] = _projection(dim, dim)
+        for m in names:
+            self.clip_proj2[m] = _projection(dim, llm_dim)
+        for m in names:
+            self.routers[m] = Router(dim, upm.router_mlp_ratio * dim, upm.num_experts)
+        for m in names:
+            self.start_tag[m] = nn.Parameter(torch.empty(1, 1, llm_dim))
+            self.end_tag[m] = nn.Parameter(torch.empty(1, 1, llm_dim))
+        self._init_tokens_and_tags(names)
+        return names
+
+    def _init_tokens_and_tags(self, names: Iterable[str]) -> None:
+        names = list(names)
+        for m in names:
+            nn.init.normal_(self.resample_tokens[m], std=0.02)
+        for p in [self.start_tag[m] for m in names] + [self.end_tag[m] for m in names]:
             nn.init.uniform_(p)  # the original's torch.rand
 
-    def modality_parameters(self, modality: Modality):
+    def reset_parameters(self) -> None:
+        self._init_tokens_and_tags(list(self.resample_tokens))
+
+    def modality_parameters(self, modality: str):
         """Parameters owned by one modality (tokens, proj1, router, proj2, tags); the experts are shared."""
-        m = modality.value
+        m = modality
         yield self.resample_tokens[m]
         yield self.start_tag[m]
         yield self.end_tag[m]
         for module in (self.clip_proj1[m], self.clip_proj2[m], self.routers[m]):
             yield from module.parameters()
 
-    def router_weights(self, modality: Modality, z: torch.Tensor) -> torch.Tensor:
+    def router_weights(self, modality: str, z: torch.Tensor) -> torch.Tensor:
         """Soft routing weights (B, K, E): sigmoid, then normalised to sum 1 over experts (the released code)."""
-        w = torch.sigmoid(self.routers[modality.value](z).float())
+        w = torch.sigmoid(self.routers[modality](z).float())
         return (w / w.sum(-1, keepdim=True)).to(z.dtype)
 
     def _run_expert(self, layers: nn.ModuleList, z: torch.Tensor) -> torch.Tensor:
@@ -151,9 +179,9 @@ class UniversalProjection(nn.Module):
                 z = block(z, queries)
         return z  # (B, K, D)
 
-    def forward(self, modality: Modality, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, modality: str, feats: torch.Tensor) -> torch.Tensor:
         """CLIP features (B, L, D) -> modality embeddings (B, K, D_llm) in the LLM's input space."""
-        m = modality.value
+        m = modality
         B = feats.shape[0]
         proj1 = self.clip_proj1[m]
         feats = proj1(feats.to(proj1[0].weight.dtype))  # (B, L, D)
@@ -164,6 +192,6 @@ class UniversalProjection(nn.Module):
                   for e, layers in enumerate(self.resample_layers.values()))  # (B, K, D)
         return self.clip_proj2[m](out)  # (B, K, D_llm)
 
-    def tags(self, modality: Modality) -> tuple[torch.Tensor, torch.Tensor]:
+    def tags(self, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(1, 1, D_llm) start and end tag embeddings."""
-        return self.start_tag[modality.value], self.end_tag[modality.value]
+        return self.start_tag[modality], self.end_tag[modality]

@@ -95,14 +95,14 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
                 log(f"   {name}: {timings[name]:.1f} s")
         return _T()
 
+    config = OneLLMConfig.preset("quickstart", **{"inputs.fmri.voxels": scale.fmri_voxels})
     with timed("synthetic world"):
         world = out / "world"
         shutil.rmtree(world, ignore_errors=True)
         for split, n, split_seed in (("train", scale.train_per_modality, seed), ("test", scale.test_per_modality,
                                                                                    seed + 1000)):
-            generate_world(world, n, split_seed, split, modalities=scale.modalities, fmri_voxels=scale.fmri_voxels)
+            generate_world(world, n, split_seed, split, modalities=scale.modalities, config=config)
 
-    config = OneLLMConfig.preset("quickstart", **{"inputs.fmri_voxels": scale.fmri_voxels})
     with timed("pretrain language model"):
         tokenizer = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, out / "pretrained" / "tokenizer",
                                                        vocab_size=config.llm.vocab_size))

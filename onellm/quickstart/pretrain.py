@@ -23,6 +23,7 @@ from ..config import OneLLMConfig
 from ..data.synth import world
 from ..data.template import SYSTEM, encode_caption, encode_conversation
 from ..data.text import TextTokenizer
+from ..modalities.synth_common import COLOURS, SOLID_SHAPES
 
 
 def world_conversations(rng: random.Random, modalities=None) -> list[tuple[list[dict[str, str]], dict[str, str]]]:
@@ -53,10 +54,10 @@ def language_corpus(tokenizer: TextTokenizer, seed: int, modalities=None) -> lis
     rng = random.Random(seed)
     modalities = list(modalities or world.ATTRIBUTES)
     seqs = [encode_caption(tokenizer, world.caption(m, attrs, k))[0] for m in modalities
-            for attrs in world.combinations(m) for k in range(len(world.CAPTION_TEMPLATES[m]))]
+            for attrs in world.combinations(m) for k in range(len(world.caption_templates(m)))]
     for modality in modalities:
         for attrs in world.combinations(modality):
-            for k in range(len(world.CAPTION_TEMPLATES[modality])):
+            for k in range(len(world.caption_templates(modality))):
                 text = f"{keyword_prefix(attrs, rng)} {world.caption(modality, attrs, k)}"
                 seqs.append(encode_caption(tokenizer, text)[0])
     for chat, attrs in world_conversations(rng, modalities):
@@ -115,12 +116,12 @@ def _clip_model(config: OneLLMConfig, context_length: int):
 
 
 # (colour, shape) classes of the 3-D scene photos, captioned like normal-map scenes ("a red cone on the ground")
-SCENE_CLASSES = [{"colour": c, "shape": s} for c in world.COLOURS for s in world.ATTRIBUTES["normal"]["shape"]]
+SCENE_CLASSES = [{"colour": c, "shape": s} for c in COLOURS for s in SOLID_SHAPES]
 
 
 def scene_photo(rng: np.random.Generator, colour: str, shape: str) -> np.ndarray:
     """An RGB photo of a 3-D object on the ground, near to far (the depth / normal scene renderer) -> (64, 64, 3)."""
-    from ..data.synth import FAR_M, NEAR_M
+    from ..modalities.paired_map import FAR_M, NEAR_M
     from ..data.synth.render import COLOUR_RGB, render_scene
 
     return render_scene(rng, shape, rng.uniform(NEAR_M[0], FAR_M[1]), COLOUR_RGB[colour])[0]

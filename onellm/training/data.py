@@ -10,7 +10,7 @@ from ..data.datasets import AlignmentDataset, Collator, InstructionDataset, Mani
 from ..data.manifest import Record, read_manifest
 from ..data.samplers import LengthGroupedBatchSampler, ModalityBatchSampler, group_indices
 from ..data.text import TextTokenizer
-from ..modality import Modality
+from ..modalities import resolve as resolve_modality
 from .recipe import DatasetSpec, Recipe
 
 
@@ -37,7 +37,7 @@ class TrainData:
 def _filter(records: list[Record], spec: DatasetSpec) -> list[Record]:
     if spec.modalities is None:
         return records
-    allowed = {m if m == "text" else Modality.parse(m).value for m in spec.modalities}
+    allowed = {m if m == "text" else resolve_modality(m) for m in spec.modalities}
     return [r for r in records if (set(r.modality_key.split("+")) <= allowed)]
 
 
@@ -57,9 +57,8 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
         if not records:  # e.g. a world generated without some modalities: say so, train on the rest
             log(f"WARNING: {spec.manifest}: no records of modalities {spec.modalities}; this entry is skipped")
             continue
-        ds = cls(records, tokenizer, config, train=True, max_length=recipe.max_seq_len)
-        ds.seed = recipe.seed
-        ds.feature_store = store
+        ds = cls(records, tokenizer, config, train=True, max_length=recipe.max_seq_len, seed=recipe.seed,
+                 feature_store=store)
         datasets.append(ds)
         specs.append(spec)
     if not datasets:

@@ -8,8 +8,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .world import ATTRIBUTES
-
 # ---------------------------------------------------------------------------------------------------------
 # Audio: a sine tone, steady or gated on/off, plus white noise. 16 kHz mono, 2 s.
 AUDIO_RATE, AUDIO_SECONDS = 16000, 2.0
@@ -76,24 +74,24 @@ FMRI_NOISE = np.sqrt(2.0)  # signal variance per voxel is 2 (two active one-hot 
 
 
 @lru_cache(maxsize=4)
-def fmri_projection(voxels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The world's fixed (W (voxels, 7), baseline (voxels,)) float32, from ``WORLD_SEED``."""
+def fmri_projection(voxels: int, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """The world's fixed (W (voxels, dims), baseline (voxels,)) float32, from ``WORLD_SEED``."""
     rng = np.random.default_rng([WORLD_SEED, voxels])
-    dims = sum(len(v) for v in ATTRIBUTES["fmri"].values())
     return (rng.standard_normal((voxels, dims)).astype(np.float32),
             (0.5 * rng.standard_normal(voxels)).astype(np.float32))
 
 
-def fmri_onehot(attributes: dict[str, str]) -> np.ndarray:
-    """Concatenated one-hot codes of the fMRI attributes -> (7,) float32."""
-    parts = [np.asarray([v == attributes[a] for v in values], np.float32)
-             for a, values in ATTRIBUTES["fmri"].items()]
+def onehot(values: dict[str, str], vocab: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """Concatenated one-hot codes of the attribute values over their vocabularies -> (sum of sizes,) float32."""
+    parts = [np.asarray([v == values[a] for v in options], np.float32) for a, options in vocab.items()]
     return np.concatenate(parts)
 
 
-def fmri_response(rng: np.random.Generator, attributes: dict[str, str], voxels: int) -> np.ndarray:
-    """Repeated responses to one stimulus -> (FMRI_REPETITIONS, voxels) float32."""
-    w, baseline = fmri_projection(voxels)
-    clean = baseline + w @ fmri_onehot(attributes)  # (voxels,)
+def fmri_response(rng: np.random.Generator, values: dict[str, str], voxels: int,
+                  vocab: dict[str, tuple[str, ...]]) -> np.ndarray:
+    """Repeated responses to a stimulus with attribute ``values`` -> (FMRI_REPETITIONS, voxels) float32."""
+    code = onehot(values, vocab)
+    w, baseline = fmri_projection(voxels, code.shape[0])
+    clean = baseline + w @ code  # (voxels,)
     noise = rng.normal(0, FMRI_NOISE, (FMRI_REPETITIONS, voxels))
     return (clean[None] + noise).astype(np.float32)

@@ -1,10 +1,11 @@
 """The synthetic world: attribute vocabularies, caption / question templates and attribute scoring.
 
-Every modality has exactly two attributes, each with a small closed vocabulary (``ATTRIBUTES``). A caption
-template names every attribute value (through ``PHRASES`` where a value needs surrounding words, e.g.
-``"near"`` -> ``"near the camera"``), so a caption can be scored by looking for the true values in it
-(:func:`attribute_accuracy`). Values are chosen so that no value is a whole word of another value of the same
-modality ("in a circle" is a video motion; "circle" is never a video attribute).
+Each modality's part of the world lives in its definition (``SynthSpec`` in ``onellm/modalities/<name>.py``): two
+attributes, each with a small closed vocabulary, caption templates that name every value (through ``phrases``
+where a value needs surrounding words, e.g. ``"near"`` -> ``"near the camera"``), so a caption can be scored by
+looking for the true values in it (:func:`attribute_accuracy`), and one question per attribute. Values are chosen
+so that no value is a whole word of another value of the same modality ("in a circle" is a video motion; "circle"
+is never a video attribute). ``ATTRIBUTES`` / ``QUESTIONS`` are live read-only views over the registry.
 """
 from __future__ import annotations
 
@@ -15,73 +16,70 @@ from typing import Mapping
 
 import numpy as np
 
-from ...modality import MODALITY_SPECS, Modality
+from ...modalities import get as modality_definition
+from ...modalities import names as registered_modalities
 
-COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow")
+def _synth(modality: str):
+    """The synthetic-world part of a modality's definition; ValueError if it has none."""
+    definition = modality_definition(modality)
+    if definition.synth is None:
+        raise ValueError(f"modality {definition.name!r} has no synthetic-world generator")
+    return definition.synth
 
-# modality -> attribute -> values (the order of attributes is the order they appear in manifests)
-ATTRIBUTES: dict[str, dict[str, tuple[str, ...]]] = {
-    "image": {"colour": COLOURS, "shape": ("circle", "square", "triangle")},
-    "video": {"colour": COLOURS, "motion": ("horizontally", "vertically", "in a circle", "still")},
-    "audio": {"pitch": ("low", "middle", "high"), "pattern": ("steady", "beeping")},
-    "point": {"shape": ("sphere", "cube", "cone", "torus"), "colour": COLOURS},
-    "depth": {"shape": ("sphere", "cube", "cone"), "distance": ("near", "far")},
-    "normal": {"shape": ("sphere", "cube", "cone"), "colour": COLOURS},
-    "imu": {"activity": ("walking", "running", "standing"), "turning": ("left", "right", "straight")},
-    "fmri": {"colour": COLOURS, "shape": ("circle", "square", "triangle")},
-}
 
-# Words around a value inside captions ("{motion}" in a template is replaced by the phrase of the value).
-PHRASES: dict[str, dict[str, dict[str, str]]] = {
-    "video": {"motion": {"horizontally": "moving horizontally", "vertically": "moving vertically",
-                         "in a circle": "moving in a circle", "still": "standing still"}},
-    "depth": {"distance": {"near": "near the camera", "far": "far from the camera"}},
-    "imu": {"turning": {"left": "turning left", "right": "turning right", "straight": "heading straight"}},
-}
+def attributes(modality: str) -> dict[str, tuple[str, ...]]:
+    """attribute -> values of a modality (the order of attributes is the order they appear in manifests)."""
+    return dict(_synth(modality).attributes)
 
-# 2-3 caption templates per modality; every template names every attribute.
-CAPTION_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "image": ("a {colour} {shape}", "a picture of a {colour} {shape}", "a {colour} {shape} on a grey background"),
-    "video": ("a {colour} ball {motion}", "a video of a {colour} ball {motion}", "a {colour} ball {motion} "
-              "on a grey background"),
-    "audio": ("a {pitch} {pattern} tone", "a {pattern} tone with a {pitch} pitch", "the sound of a {pitch}, "
-              "{pattern} tone"),
-    "point": ("a {colour} {shape}", "a 3D model of a {colour} {shape}", "a point cloud of a {colour} {shape}"),
-    "depth": ("a {shape}, {distance_value}", "a {shape} {distance}", "a {shape} standing on the ground {distance}"),
-    "normal": ("a {colour} {shape}", "a {colour} {shape} on the ground", "a rendering of a {colour} {shape}"),
-    "imu": ("{activity} and {turning}", "a person {activity} and {turning}", "someone {activity}, {turning}"),
-    "fmri": ("a {colour} {shape}", "an image of a {colour} {shape}", "a {colour} {shape} on a grey background"),
-}
 
-# One question per attribute; the answer is the bare value.
-QUESTIONS: dict[str, dict[str, str]] = {
-    "image": {"colour": "What colour is the shape?", "shape": "What shape is shown?"},
-    "video": {"colour": "What colour is the ball?", "motion": "How is the ball moving?"},
-    "audio": {"pitch": "Is the tone high, middle or low?", "pattern": "Is the tone steady or beeping?"},
-    "point": {"shape": "What shape is the object?", "colour": "What colour is the object?"},
-    "depth": {"shape": "What shape is the object?", "distance": "Is the object near or far?"},
-    "normal": {"shape": "What shape is the object?", "colour": "What colour is the object?"},
-    "imu": {"activity": "Is the person walking, running or standing?",
-            "turning": "Is the person turning left, turning right or going straight?"},
-    "fmri": {"colour": "What colour was the shape the subject saw?", "shape": "What shape did the subject see?"},
-}
+def caption_templates(modality: str) -> tuple[str, ...]:
+    """The caption templates of a modality (each names every attribute)."""
+    return tuple(_synth(modality).captions)
 
-NOUNS: dict[str, str] = {"image": "image", "video": "video", "audio": "audio clip", "point": "point cloud",
-                         "depth": "depth map", "normal": "normal map", "imu": "IMU recording",
-                         "fmri": "fMRI recording"}
+
+def questions(modality: str) -> dict[str, str]:
+    """attribute -> the question whose answer is the bare value."""
+    return dict(_synth(modality).questions)
+
+
+def world_modalities() -> list[str]:
+    """Every registered modality that has a synthetic-world generator, in registry order."""
+    return [m for m in registered_modalities() if modality_definition(m).synth is not None]
+
+
+class _RegistryView(Mapping):
+    """modality -> ``read(modality)`` for every modality of the world (follows later registrations)."""
+
+    def __init__(self, read):
+        self._read = read
+
+    def __getitem__(self, modality: str):
+        if modality not in world_modalities():
+            raise KeyError(modality)
+        return self._read(modality)
+
+    def __iter__(self):
+        return iter(world_modalities())
+
+    def __len__(self) -> int:
+        return len(world_modalities())
+
+
+ATTRIBUTES: Mapping[str, dict[str, tuple[str, ...]]] = _RegistryView(attributes)
+QUESTIONS: Mapping[str, dict[str, str]] = _RegistryView(questions)
 
 
 def caption_requests(modality: str) -> tuple[str, ...]:
     """The caption-request phrasings of a modality; the first is the one used by ``requests.jsonl``."""
-    noun = NOUNS[modality]
-    return (f"Describe this {noun}.", MODALITY_SPECS[Modality(modality)].default_prompt,
-            f"What is in this {noun}?")
+    definition = modality_definition(modality)
+    noun = definition.noun
+    return (f"Describe this {noun}.", definition.caption_prompt, f"What is in this {noun}?")
 
 
 def combinations(modality: str) -> list[dict[str, str]]:
     """Every attribute combination of a modality, in lexicographic order of the value indices."""
-    names = list(ATTRIBUTES[modality])
-    return [dict(zip(names, values)) for values in itertools.product(*ATTRIBUTES[modality].values())]
+    vocab = attributes(modality)
+    return [dict(zip(vocab, values)) for values in itertools.product(*vocab.values())]
 
 
 def balanced_assignments(modality: str, n: int, rng: np.random.Generator) -> list[dict[str, str]]:
@@ -92,7 +90,7 @@ def balanced_assignments(modality: str, n: int, rng: np.random.Generator) -> lis
     """
     combos = combinations(modality)
     uses = [0] * len(combos)
-    counts: dict[str, dict[str, int]] = {a: dict.fromkeys(v, 0) for a, v in ATTRIBUTES[modality].items()}
+    counts: dict[str, dict[str, int]] = {a: dict.fromkeys(v, 0) for a, v in attributes(modality).items()}
     picked: list[dict[str, str]] = []
     for _ in range(n):  # loop over samples to assign (not over signal values)
         least = min(uses)
@@ -106,12 +104,13 @@ def balanced_assignments(modality: str, n: int, rng: np.random.Generator) -> lis
     return [picked[i] for i in order]
 
 
-def caption(modality: str, attributes: Mapping[str, str], template: int = 0) -> str:
+def caption(modality: str, values: Mapping[str, str], template: int = 0) -> str:
     """Fill caption template number ``template`` (modulo the template count) with the attributes."""
-    templates = CAPTION_TEMPLATES[modality]
+    synth = _synth(modality)
+    templates = synth.captions
     fields: dict[str, str] = {}
-    for name, value in attributes.items():
-        fields[name] = PHRASES.get(modality, {}).get(name, {}).get(value, value)
+    for name, value in values.items():
+        fields[name] = synth.phrases.get(name, {}).get(value, value)
         fields[f"{name}_value"] = value
     return templates[template % len(templates)].format(**fields)
 
@@ -128,28 +127,28 @@ def names_value(text: str, value: str) -> bool:
     return _pattern(value).search(text) is not None
 
 
-def attribute_accuracy(caption: str, attributes: Mapping[str, str], modality: str | None = None) -> float:
+def attribute_accuracy(caption: str, values: Mapping[str, str], modality: str | None = None) -> float:
     """Fraction of the true attribute values named in ``caption`` (word-boundary, case-insensitive).
 
     With ``modality`` the score is strict: an attribute only counts when no OTHER value of its vocabulary is
     named too, so a caption that lists every colour cannot score on colour.
     """
-    if not attributes:
+    if not values:
         return 0.0
-    vocab = ATTRIBUTES[str(Modality.parse(modality))] if modality is not None else {}
+    vocab = attributes(modality) if modality is not None else {}
     hits = 0
-    for name, value in attributes.items():
+    for name, value in values.items():
         ok = names_value(caption, value)
         if ok and modality is not None:
             others = [v for v in vocab[name] if v != value]
             ok = not any(names_value(caption, v) for v in others)
         hits += ok
-    return hits / len(attributes)
+    return hits / len(values)
 
 
 def chance_level(modality: str) -> float:
     """Expected attribute accuracy of a caption naming one uniformly random value per attribute."""
-    vocab = ATTRIBUTES[str(Modality.parse(modality))]
+    vocab = attributes(modality)
     return float(np.mean([1.0 / len(values) for values in vocab.values()]))
 
 
@@ -157,9 +156,9 @@ def corpus_lines() -> list[str]:
     """Every sentence the world can produce (captions of all combinations and templates, questions, requests,
     answers): the text a tiny tokenizer or language model for this world is trained on."""
     lines: list[str] = []
-    for modality in ATTRIBUTES:
+    for modality in world_modalities():
         for attrs in combinations(modality):
-            lines += [caption(modality, attrs, k) for k in range(len(CAPTION_TEMPLATES[modality]))]
+            lines += [caption(modality, attrs, k) for k in range(len(caption_templates(modality)))]
             lines += list(attrs.values())
-        lines += list(QUESTIONS[modality].values()) + list(caption_requests(modality))
+        lines += list(questions(modality).values()) + list(caption_requests(modality))
     return lines
