@@ -30,6 +30,8 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # data_prep/ is not a package: common.py lies beside
 import common  # noqa: E402
 
+from onellm.io import atomic_write_bytes  # noqa: E402
+
 
 def csv_pairs(args) -> Iterator[tuple[str, Path, Path, str] | str]:
     """(id, image, image root, caption) per CSV row, or a skip reason."""
@@ -98,10 +100,7 @@ def wds_tar(shard: Path, extract_dir: Path) -> Iterator[tuple[str, Path, Path, s
                 continue
             target = extract_dir / shard.stem / f"{key}{img_ext}"
             if not target.is_file() or target.stat().st_size != members[img_ext].size:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                tmp.write_bytes(tar.extractfile(members[img_ext]).read())
-                tmp.replace(target)
+                atomic_write_bytes(target, tar.extractfile(members[img_ext]).read())  # never a torn image
             caption = tar.extractfile(members[".txt"]).read().decode("utf-8", "replace")
             yield f"{shard.stem}/{key}", target, extract_dir, caption
 

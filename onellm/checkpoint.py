@@ -28,6 +28,42 @@ class CheckpointError(RuntimeError):
     pass
 
 
+# Read side: every error names the file (a library's "incomplete metadata" or bare JSONDecodeError does not)
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise CheckpointError(f"{path}: corrupt JSON{where} ({getattr(exc, 'msg', exc)}); restore the file or "
+                              "save the model again") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _not_a_model_dir(directory: Path) -> CheckpointError:
+    if not directory.exists():
+        return CheckpointError(f"{directory}: no such model directory")
+    if (directory / "model" / CONFIG_FILE).exists():
+        return CheckpointError(f"{directory}: not a OneLLM model directory (no {CONFIG_FILE}); "
+                               f"did you mean {directory / 'model'}?")
+    return CheckpointError(f"{directory}: not a OneLLM model directory (no {CONFIG_FILE}); give a directory made "
+                           "by `onellm init`, `onellm convert` or a training run's output_dir/model")
+
+
+def _load_shard(path: Path, device: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file missing from the model directory")
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({exc}); it is truncated or corrupt: "
+                              "save or copy the model again") from None
+
+
 def _parse_size(size: int | str) -> int:
     if isinstance(size, int):
         return size
@@ -83,8 +119,10 @@ def write_weights(directory: Path, tensors: Iterable[tuple[str, torch.Tensor]], 
 
 def weight_files(directory: Path) -> list[Path]:
     if (directory / INDEX_FILE).exists():
-        index = json.loads((directory / INDEX_FILE).read_text())
-        return [directory / f for f in sorted(set(index["weight_map"].values()))]
+        index = _read_json(directory / INDEX_FILE)
+        if not isinstance(index.get("weight_map"), dict):
+            raise CheckpointError(f"{directory / INDEX_FILE}: no 'weight_map' object")
+        return [directory / f for f in sorted(set(map(str, index["weight_map"].values())))]
     if (directory / WEIGHTS_FILE).exists():
         return [directory / WEIGHTS_FILE]
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}")
@@ -109,8 +147,8 @@ def save_model_directory(model, directory: str | Path, max_shard_size: int | str
 def read_config(directory: str | Path) -> OneLLMConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.exists():
-        raise CheckpointError(f"{directory}: not a OneLLM model directory (no {CONFIG_FILE})")
-    data = json.loads(path.read_text())
+        raise _not_a_model_dir(Path(directory))
+    data = _read_json(path)
     fmt = data.pop("format", FORMAT)
     if fmt != FORMAT:
         raise CheckpointError(f"{path}: unsupported format {fmt!r} (expected {FORMAT!r})")
@@ -137,8 +175,6 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
                          adapter: str | Path | None = None):
     """Build ``OneLLM`` from a model directory (strict), optionally with a LoRA adapter directory on top.
     ``directory`` may itself be an adapter directory: its base model is loaded first."""
-    from safetensors.torch import load_file
-
     from .model import OneLLM
     from .training.lora import base_of, is_adapter_dir, load_adapter
 
@@ -162,7 +198,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
     unexpected: list[str] = []
     mismatched: list[str] = []
     for f in weight_files(directory):
-        shard = load_file(str(f), device=str(device))
+        shard = _load_shard(f, str(device))
         for name in list(shard):
             t = shard[name]
             if name not in expected:

@@ -11,13 +11,13 @@ Layout of a cache directory::
     index.json                  {"model": ..., "dtype": ..., "entries": {"<record id>#<input index>": "shard-00003.safetensors"}}
     shard-00000.safetensors     tensors named "<record id>#<input index>", each (L + 1, D)
 
-A shard is written completely before the index that points to it is (atomically) rewritten, so a killed run loses
-at most the shard in progress and a rerun continues where the index stops.
+A shard is written completely and fsynced before the index that points to it is (atomically, durably) rewritten,
+so a killed run or a power loss loses at most the shard in progress and a rerun continues where the index stops.
+Everything is safetensors or JSON: reading a cache never unpickles anything.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -50,7 +50,7 @@ class FeatureStore:
         path = self.dir / INDEX
         if not path.exists():
             raise FileNotFoundError(f"{self.dir}: not a feature cache (no {INDEX}); run `onellm cache-features`")
-        meta = json.loads(path.read_text())
+        meta = _read_index(path)
         self.entries: dict[str, str] = meta["entries"]
         self.meta = meta
         self._handles: dict[str, object] = {}
@@ -59,13 +59,19 @@ class FeatureStore:
         return key in self.entries
 
     def get(self, key: str) -> torch.Tensor:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
+
+        from .data.errors import InputError
 
         shard = self.entries[key]
-        handle = self._handles.get(shard)
-        if handle is None:
-            handle = self._handles[shard] = safe_open(str(self.dir / shard), framework="pt")
-        return handle.get_tensor(key)
+        try:
+            handle = self._handles.get(shard)
+            if handle is None:
+                handle = self._handles[shard] = safe_open(str(self.dir / shard), framework="pt")
+            return handle.get_tensor(key)
+        except (SafetensorError, OSError) as exc:  # the sample fails with the shard named; training goes on
+            raise InputError(self.dir / shard, f"unreadable feature cache shard ({exc}); rerun "
+                                               "`onellm cache-features` after deleting it") from None
 
     def __getstate__(self):  # DataLoader workers reopen their own handles
         state = dict(self.__dict__)
@@ -73,27 +79,41 @@ class FeatureStore:
         return state
 
 
+def _read_index(path: Path) -> dict:
+    from .errors import UsageError
+
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: corrupt feature cache index ({exc}); delete the cache folder and rerun "
+                         "`onellm cache-features`") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("entries"), dict):
+        raise UsageError(f"{path}: not a feature cache index (no 'entries' object)")
+    return meta
+
+
 def _write_index(directory: Path, meta: dict) -> None:
-    tmp = directory / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, directory / INDEX)
+    from .io import atomic_write_json, fsync_dir
+
+    fsync_dir(directory)  # the new shard's directory entry is durable before the index names it
+    atomic_write_json(directory / INDEX, meta, indent=None)
 
 
 def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 32, num_workers: int = 2,
                    shard_size: int = 2048, progress: bool = True) -> dict[str, int]:
     """Encode every cacheable input of ``records`` into ``out`` (resumable). Returns counts."""
-    from safetensors.torch import save_file
     from torch.utils.data import DataLoader, Dataset
     from tqdm import tqdm
 
     from .data.errors import InputError
     from .data.loaders import load_modality
+    from .io import save_safetensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     dtype = next(model.upm.parameters()).dtype
-    meta = (json.loads((out / INDEX).read_text()) if (out / INDEX).exists()
+    meta = (_read_index(out / INDEX) if (out / INDEX).exists()
             else {"model": str(getattr(model, "source", "")), "dtype": str(dtype), "entries": {}})
     entries: dict[str, str] = meta["entries"]
     todo = [(r.id, k, ref) for r in records for k, ref in enumerate(r.inputs)
@@ -132,7 +152,7 @@ def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 
         if not shard:
             return
         name = f"shard-{n_shards:05d}.safetensors"
-        save_file(shard, str(out / name))
+        save_safetensors(shard, out / name)  # fsynced, the umask's mode
         entries.update({key: name for key in shard})
         _write_index(out, meta)  # only now do these features exist for readers and for a resumed run
         counts["new"] += len(shard)

@@ -2,16 +2,20 @@
 
 * Inputs are loaded in DataLoader workers while the model generates.
 * Requests are grouped by modality key and prompt length, so a batch encodes few modality groups and pads little.
-* One JSON line per request (``id``, ``answer``, timing) is written and flushed as soon as its batch is done;
+* One JSON line per request (``id``, ``answer``, timing) is written and fsynced as soon as its batch is done;
   re-running the same command skips ids already in the output, so a kill loses at most the batch in flight and
-  never duplicates a line. A torn last line (killed mid-write) is dropped on resume.
-* A request whose input is bad gets a line with an ``error`` field; the run goes on.
+  never duplicates a line. Only a torn last line (killed mid-write) is dropped on resume; any other bad line is
+  reported with its number and kept (``onellm.outputs``).
+* A request that cannot be answered gets a line with an ``error`` field and the run goes on: a bad input file, a
+  record with neither inputs nor a prompt, a prompt longer than the model's ``max_seq_len`` (checked here, in the
+  main process, before anything would be cut).
+* One writer per output: a second process on the same output stops at once (``<output>.lock``, fcntl).
 * Under ``torchrun`` / ``accelerate launch`` (WORLD_SIZE > 1) requests are sharded over ranks; each rank writes
   ``<output>.rank<k>`` and rank 0 merges them into the output once all ranks are done.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import sys
 import time
@@ -24,7 +28,9 @@ from torch.utils.data import DataLoader
 
 from .data.datasets import Collator, RequestDataset
 from .data.manifest import Record, read_manifest
+from .errors import UsageError
 from .generation import GenerationConfig, generate
+from .outputs import JsonlAppender, OutputLock, iter_rows, repair, scan_output
 
 
 @dataclass
@@ -35,30 +41,20 @@ class InferenceSummary:
     failed: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    answered_before: int = 0  # requests of this manifest answered by earlier runs (in the output)
+    failed_before: int = 0  # ... and those that got an error line in earlier runs
+    warnings: list[str] = field(default_factory=list)  # bad lines found in the output (kept, ignored)
 
     @property
     def all_failed(self) -> bool:
-        return self.done + self.failed > 0 and self.done == 0
+        """Every request that was tried failed: none answered, in this run or an earlier one."""
+        return self.done + self.answered_before == 0 and self.failed + self.failed_before > 0
 
 
-def read_done_ids(path: Path) -> set[str]:
-    """Ids already answered in ``path``; a torn trailing line is truncated away so appends stay valid JSONL."""
-    if not path.exists():
-        return set()
-    done: set[str] = set()
-    good_bytes = 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                row = json.loads(raw)
-                done.add(str(row["id"]))
-            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-                break  # only a kill mid-write produces this, and only on the last line
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return done
+def read_done_ids(path: str | Path) -> set[str]:
+    """Ids that already have a line (answer or error) in ``path``. Read-only: a torn last line is ignored here
+    (and removed by the next run that writes), a bad line elsewhere is skipped; see ``onellm.outputs``."""
+    return scan_output(path).done
 
 
 def init_distributed() -> tuple[int, int]:
@@ -89,48 +85,89 @@ def _length_batches(dataset: RequestDataset, batch_size: int) -> list[list[int]]
     return batches
 
 
-class _Writer:
-    """Appends JSON lines and makes them durable batch by batch."""
+def request_problem(dataset: RequestDataset, record: Record) -> str | None:
+    """Why ``record`` cannot be answered, checked in the main process before its inputs load: no prompt to ask
+    (neither ``inputs`` nor ``prompt``), a malformed history, or a prompt longer than the model's context
+    (the dataset would cut it to ``max_length`` positions, losing the ``### Assistant:`` ending)."""
+    try:
+        ids, _ = dataset.text(record)
+    except Exception as exc:  # a bad record must become its error line, never kill a loader worker
+        return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    length = len(ids) + dataset.block_length * len(record.inputs)  # the packed length (blocks after BOS)
+    if length > dataset.max_length:
+        return (f"prompt of {length} positions ({len(ids)} text tokens + {len(record.inputs)} input blocks) exceeds "
+                f"the model's {dataset.max_length}; shorten the prompt")
+    return None
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = path.open("a", encoding="utf-8")
 
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        for row in rows:
-            self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        self.f.close()
+def output_lock(output: str | Path) -> OutputLock:
+    """This rank's lock on ``output``: rank 0 locks ``<output>.lock`` (so a single-process run on the same output
+    is refused too), rank k > 0 ``<output>.lock.rank<k>`` (its part; the name does not match ``<output>.rank*``)."""
+    output = Path(output)
+    rank, world = init_distributed()
+    part = output if world == 1 else output.with_name(f"{output.name}.rank{rank}")
+    name = f"{output.name}.lock" if rank == 0 else f"{output.name}.lock.rank{rank}"
+    return OutputLock(part, output.with_name(name))
 
 
 def run_inference(model, records: Sequence[Record], output: str | Path, batch_size: int = 8,
                   gen: GenerationConfig | None = None, num_workers: int = 2,
                   template: Literal["chat", "none"] = "chat", progress: bool = True,
-                  extra_fields: Callable[[Record], dict[str, Any]] | None = None) -> InferenceSummary:
-    """Answer every record not yet in ``output``; see the module docstring. Returns counts and timings."""
-    from tqdm import tqdm
-
+                  extra_fields: Callable[[Record], dict[str, Any]] | None = None,
+                  lock: bool = True) -> InferenceSummary:
+    """Answer every record not yet in ``output``; see the module docstring. Returns counts and timings.
+    ``lock=False``: the caller already holds :func:`output_lock` (e.g. taken before loading the model)."""
     output = Path(output)
     rank, world = init_distributed()
     part = output if world == 1 else output.with_name(f"{output.name}.rank{rank}")
-    records = list(records)
+    with output_lock(output) if lock else contextlib.nullcontext():
+        summary = _answer(model, list(records), output, part, rank, world, batch_size, gen or GenerationConfig(),
+                          num_workers, template, progress, extra_fields)
+        if world > 1:
+            _merge_parts(output, world, rank)  # rank 0 still holds <output>.lock while it merges
+    return summary
+
+
+def _answer(model, records: list[Record], output: Path, part: Path, rank: int, world: int, batch_size: int,
+            gen: GenerationConfig, num_workers: int, template: str, progress: bool,
+            extra_fields: Callable[[Record], dict[str, Any]] | None) -> InferenceSummary:
+    from tqdm import tqdm
+
+    from .data.collate import move_batch
+
     summary = InferenceSummary(total=len(records))
-    merged = read_done_ids(output)  # every rank sees the same merged output: the sharding agrees across ranks
-    todo = [r for r in records if r.id not in merged][rank::world]
+    merged = scan_output(output)  # every rank sees the same merged output: the sharding agrees across ranks
+    if part == output:
+        repair(part, merged)  # under the lock: drop a torn last line before appending
+    summary.warnings += merged.warnings(output)
+    ids = {r.id for r in records}
+    summary.answered_before = len(ids & merged.answered)
+    summary.failed_before = len(ids & merged.failed)
+    todo = [r for r in records if r.id not in merged.done][rank::world]
     if part != output:
-        own = read_done_ids(part)  # this rank's unmerged lines from a killed run
-        todo = [r for r in todo if r.id not in own]
-    summary.skipped = len(records) - len(todo) if world == 1 else len(merged)
+        own = scan_output(part)  # this rank's unmerged lines from a killed run
+        repair(part, own)
+        summary.warnings += own.warnings(part)
+        summary.answered_before += len(ids & own.answered)
+        summary.failed_before += len(ids & own.failed)
+        todo = [r for r in todo if r.id not in own.done]
+    summary.skipped = len(records) - len(todo) if world == 1 else len(merged.done & ids)
+    for line in summary.warnings:
+        print(f"WARNING: {line}", file=sys.stderr)
     by_id = {r.id: r for r in todo}
     device = next(model.parameters()).device
     dtype = next(model.upm.parameters()).dtype
-    gen = gen or GenerationConfig()
     start = time.perf_counter()
-    writer = _Writer(part)
+    writer = JsonlAppender(part)
     try:
+        checker = RequestDataset(todo, model.tokenizer, model.config, template=template)
+        rejected = [(r.id, p) for r in todo if (p := request_problem(checker, r)) is not None]
+        if rejected:
+            writer.write([{"id": rid, "error": err} for rid, err in rejected])
+            summary.failed += len(rejected)
+            summary.errors += rejected
+            bad = {rid for rid, _ in rejected}
+            todo = [r for r in todo if r.id not in bad]
         if todo:
             dataset = RequestDataset(todo, model.tokenizer, model.config, template=template)
             loader = DataLoader(dataset, batch_sampler=_length_batches(dataset, batch_size), num_workers=num_workers,
@@ -143,8 +180,6 @@ def run_inference(model, records: Sequence[Record], output: str | Path, batch_si
                 summary.failed += len(rows)
                 summary.errors += batch["failed"]
                 if batch["ids"]:
-                    from .data.collate import move_batch
-
                     t0 = time.perf_counter()
                     out = generate(model, move_batch(batch, device, dtype), gen)
                     took = time.perf_counter() - t0
@@ -161,32 +196,29 @@ def run_inference(model, records: Sequence[Record], output: str | Path, batch_si
             bar.close()
     finally:
         writer.close()
-    if world > 1:
-        _merge_parts(output, world, rank)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def _merge_parts(output: Path, world: int, rank: int) -> None:
-    """Rank 0 appends every rank's part to the output (skipping ids already there) once all ranks finished."""
+    """Rank 0 (holding ``<output>.lock``) appends every rank's part to the output, skipping ids already there, once
+    all ranks finished."""
     torch.distributed.barrier()
     if rank != 0:
         torch.distributed.barrier()
         return
-    done = read_done_ids(output)
-    writer = _Writer(output)
+    scan = scan_output(output)
+    repair(output, scan)
+    done = set(scan.done)
+    writer = JsonlAppender(output)
     try:
         for r in range(world):
             part = output.with_name(f"{output.name}.rank{r}")
             if not part.exists():
                 continue
             rows = []
-            for line in part.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if str(row.get("id")) not in done:
+            for _, row, _, _, _ in iter_rows(part):
+                if row is not None and str(row["id"]) not in done:
                     done.add(str(row["id"]))
                     rows.append(row)
             writer.write(rows)
@@ -214,7 +246,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
              "fp16": torch.float16, "float16": torch.float16}
     if dtype not in table:
-        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
+        raise UsageError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
     return table[dtype]
 
 
@@ -224,7 +256,8 @@ def load_for_inference(model_dir: str | Path, device: str = "auto", dtype: str =
     dev = resolve_device(device)
     model = OneLLM.from_pretrained(model_dir, device=dev, dtype=resolve_dtype(dtype, dev))
     if model.tokenizer is None:
-        raise ValueError(f"{model_dir}: the model directory has no tokenizer files")
+        raise UsageError(f"{model_dir}: the model directory has no tokenizer files (tokenizer.model or "
+                         "tokenizer.json); copy the tokenizer in or re-create it with `onellm init --tokenizer`")
     return model
 
 
@@ -234,15 +267,18 @@ def infer_manifest(model_dir: str | Path, input_path: str | Path, output: str | 
     device, dtype = kwargs.pop("device", "auto"), kwargs.pop("dtype", "auto")
     init_distributed()
     records = read_manifest(input_path)
-    model = load_for_inference(model_dir, device, dtype)
-    return run_inference(model, records, output, **kwargs)
+    with output_lock(output):  # before the model loads: a second writer is refused at once, not minutes later
+        model = load_for_inference(model_dir, device, dtype)
+        return run_inference(model, records, output, lock=False, **kwargs)
 
 
 def print_summary(summary: InferenceSummary, output: Path, stream=None) -> None:
     stream = stream or sys.stdout
     rate = (summary.done + summary.failed) / summary.seconds if summary.seconds else 0.0
+    before = (f" ({summary.answered_before} answered, {summary.failed_before} failed in earlier runs)"
+              if summary.skipped else "")
     print(f"{summary.total} requests: {summary.done} answered, {summary.failed} failed, "
-          f"{summary.skipped} already in {output}; {summary.seconds:.1f} s ({rate:.2f} req/s)", file=stream)
+          f"{summary.skipped} already in {output}{before}; {summary.seconds:.1f} s ({rate:.2f} req/s)", file=stream)
     for rid, err in summary.errors[:10]:
         print(f"  error {rid}: {err}", file=stream)
     if len(summary.errors) > 10:

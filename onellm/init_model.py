@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import OneLLMConfig
 from .data.template import SYSTEM
+from .errors import UsageError
 from .modality import MODALITY_SPECS
 
 
@@ -35,29 +36,16 @@ def builtin_corpus() -> list[str]:
 
 def load_clip_visual_state(path: str | Path) -> dict[str, torch.Tensor]:
     """``visual.*`` tensors of an open_clip checkpoint (safetensors, a state dict, or OpenAI's TorchScript file),
-    with the ``visual.`` prefix removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: CLIP checkpoint not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    with the ``visual.`` prefix removed.
 
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except RuntimeError:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()  # OpenAI's TorchScript release
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-    out = {}
-    for key, value in state.items():
-        key = key.removeprefix("module.")
-        if key.startswith("visual."):
-            out[key[len("visual."):]] = value
-    if not out:
-        raise ValueError(f"{path}: no 'visual.*' keys: not an open_clip / OpenAI CLIP checkpoint")
-    return out
+    Read with ``onellm convert``'s loader: safetensors, ``torch.load(weights_only=True)`` (a pickle that wants to run
+    code is refused with a ConversionError naming the file) or ``torch.jit.load`` for TorchScript archives (which run
+    no Python code)."""
+    from .convert import OFFICIAL_PREFIX, clip_tensors
+
+    tensors, _ = clip_tensors(path)
+    prefix = OFFICIAL_PREFIX + "clip.visual."
+    return {name[len(prefix):]: source.load() for name, source in tensors.items() if name.startswith(prefix)}
 
 
 def reinitialise(modules: Iterable[nn.Module]) -> None:
@@ -88,7 +76,7 @@ def build_initial_model(config: OneLLMConfig, clip: str | Path | None = None, ll
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
             want, got = getattr(model.llm.config, name), getattr(hf.config, name)
             if want != got:
-                raise ValueError(f"{llm}: {name} = {got} but the preset {config.name!r} expects {want}")
+                raise UsageError(f"{llm}: {name} = {got} but the preset {config.name!r} expects {want}")
         model.llm = hf
     else:
         with torch.device("cpu"):
@@ -101,7 +89,7 @@ def build_initial_model(config: OneLLMConfig, clip: str | Path | None = None, ll
     if clip is not None:
         missing, unexpected = model.encoder.load_state_dict(load_clip_visual_state(clip), strict=False)
         if missing or unexpected:
-            raise ValueError(f"{clip}: CLIP weights do not fit the {config.name!r} encoder: "
+            raise UsageError(f"{clip}: CLIP weights do not fit the {config.name!r} encoder: "
                              f"missing {missing[:10]}, unexpected {unexpected[:10]}")
     model.encoder.to(dtype)
     model.set_trainable()

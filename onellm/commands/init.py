@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from ..config import OneLLMConfig
+from ..errors import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+            raise UsageError(f"--set expects KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key] = yaml.safe_load(value)
     return out
@@ -40,19 +41,23 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import resolve_dtype
     from ..init_model import build_initial_model, builtin_corpus
 
-    config = OneLLMConfig.preset(args.preset, **parse_overrides(args.set))
+    try:
+        config = OneLLMConfig.preset(args.preset, **parse_overrides(args.set))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"--set: {exc}") from None
     tok_path = args.tokenizer or args.llm
     # a tokenizer trained here lives in a temporary folder until the model (with its tokenizer.model) is saved
     with tempfile.TemporaryDirectory(prefix="onellm-tok-") as tmp:
         if tok_path:
             tokenizer = load_tokenizer(tok_path)
         else:
-            lines = Path(args.corpus).read_text().splitlines() if args.corpus else builtin_corpus()
+            lines = Path(args.corpus).read_text(encoding="utf-8").splitlines() if args.corpus else builtin_corpus()
             vocab = args.vocab_size or config.llm.vocab_size
             tokenizer = load_tokenizer(train_sentencepiece(lines * 4, tmp, vocab_size=vocab))
         if len(tokenizer) != config.llm.vocab_size:
             if args.llm:
-                raise SystemExit(f"tokenizer has {len(tokenizer)} tokens, the LLM {config.llm.vocab_size}")
+                raise UsageError(f"{tok_path}: the tokenizer has {len(tokenizer)} tokens but the LLM "
+                                 f"{config.llm.vocab_size}; give the LLM's own tokenizer")
             config.llm.vocab_size = len(tokenizer)
         model = build_initial_model(config, clip=args.clip, llm=args.llm, seed=args.seed,
                                     dtype=resolve_dtype(args.dtype, __import__("torch").device("cpu")))

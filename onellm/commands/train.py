@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from ..training.trainer import train
 
     result = train(recipe)
-    print(f"done: {result.steps} steps in {result.seconds:.1f} s; final loss {result.losses[-1] if result.losses else float('nan'):.4f}; "
-          f"{result.skipped} samples skipped; model -> {result.model_dir}")
+    if result.already_complete:
+        return 0  # train() said so; nothing was changed
+    final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    print(f"done: {result.steps} steps in {result.seconds:.1f} s; final loss {final}; {result.skipped} samples "
+          f"skipped, {result.skipped_batches} micro-batches and {result.skipped_steps} steps with nothing to learn; "
+          f"model -> {result.model_dir}")
     return 0

@@ -17,9 +17,10 @@ Any other keys (``attributes``, ``references``, ``task`` ...) are kept in ``Reco
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..modality import Modality
 
@@ -136,12 +137,27 @@ def parse_record(obj: Any, base: Path, line: int = 0) -> Record:
     return Record(rid, inputs, caption, conv, obj.get("prompt"), obj.get("answer"), obj.get("type"), extra, line)
 
 
+def decode_line(raw: bytes, n: int) -> tuple[str | None, str | None]:
+    """(text, None) or (None, problem) for one line of a UTF-8 JSONL file; a BOM on line 1 is dropped."""
+    if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, (f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} "
+                      "(re-encode the file as UTF-8)")
+
+
 def iter_manifest(path: str | Path) -> Iterator[tuple[int, Record | None, str | None]]:
     """(line number, record or None, problem or None) for every non-empty line."""
     path = Path(path)
     base = path.parent.resolve()
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:  # bytes: a line that is not UTF-8 is one bad line, not a crash of the whole read
+        for n, raw in enumerate(f, 1):
+            line, problem = decode_line(raw, n)
+            if problem is not None:
+                yield n, None, problem
+                continue
             if not line.strip():
                 continue
             try:
@@ -179,12 +195,22 @@ def read_manifest(path: str | Path, require: str | None = None) -> list[Record]:
     return records
 
 
-def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """Write rows atomically (temp file + rename)."""
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Write rows atomically and durably (``onellm.io``: a temporary sibling, fsynced, renamed, directory
+    fsynced; the umask's mode). ``rows`` may be a generator: it is streamed, never held in memory."""
+    from ..errors import naming
+    from ..io import finish_file, fsync_dir, temp_sibling
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    tmp = temp_sibling(path)
+    try:
+        with naming(path), tmp.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        finish_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)

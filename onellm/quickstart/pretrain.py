@@ -178,11 +178,10 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
 
 def save_clip_visual(model, path: str | Path) -> Path:
     """The visual tower in open_clip's checkpoint layout (``visual.*``), as `onellm init --clip` reads it."""
-    from safetensors.torch import save_file
+    from ..io import save_safetensors
 
     state = {f"visual.{k}": v.contiguous() for k, v in model.visual.state_dict().items()}
-    save_file(state, str(path))
-    return Path(path)
+    return save_safetensors(state, path)  # the umask's mode, fsynced
 
 
 def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int = 123,

@@ -60,6 +60,7 @@ def build_meta_model(recipe: Recipe):
 
 def estimate(recipe: Recipe, device: str | None = None, world_size: int | None = None) -> MemoryEstimate:
     from .deepspeed import filled_config, zero_stage
+    from .trainer import config_checkpointing
 
     model = build_meta_model(recipe)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -85,7 +86,7 @@ def estimate(recipe: Recipe, device: str | None = None, world_size: int | None =
     s, b, h, a, L = model.config.max_seq_len, recipe.micro_batch, cfg.hidden_size, cfg.num_heads, cfg.num_layers
     per_layer = s * b * h * (34 + 5 * a * s / h)  # bytes at 16 bit
     scale = half / 2
-    if recipe.gradient_checkpointing or model.config.gradient_checkpointing:
+    if recipe.gradient_checkpointing or config_checkpointing(model.config):
         acts = (2 * s * b * h * 2 * L + per_layer) * scale
     else:
         acts = per_layer * L * scale

@@ -1,7 +1,13 @@
-"""Per-step metrics to the console, ``metrics.jsonl``, TensorBoard and (when installed and asked) wandb."""
+"""Per-step metrics to the console, ``metrics.jsonl``, TensorBoard and (when installed and asked) wandb.
+
+``metrics.jsonl`` holds exactly one row per optimizer step of the run: a resumed run first cuts it back to the
+rows of the steps up to the checkpoint it resumes from (the later ones are trained again), and the trainer fsyncs
+it with every checkpoint, so a power loss cannot leave a checkpoint whose steps have no rows.
+"""
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -17,19 +23,45 @@ def peak_memory_gb(device: torch.device | None = None) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """Keep the rows of steps 1..``last_step`` (the first of each, in order) and nothing else; returns how many
+    rows were dropped."""
+    from ..io import atomic_write_text
+
+    if not path.exists():
+        return 0
+    kept: dict[int, str] = {}
+    total = 0
+    for raw in path.read_bytes().splitlines():
+        total += 1
+        try:
+            row = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue  # a torn row of a killed run
+        step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(step, int) and 1 <= step <= last_step and step not in kept:
+            kept[step] = json.dumps(row)
+    if len(kept) != total:
+        atomic_write_text(path, "".join(kept[s] + "\n" for s in sorted(kept)))
+    return total - len(kept)
+
+
 class MetricLogger:
-    def __init__(self, out_dir: Path, recipe, is_main: bool, total_steps: int):
+    def __init__(self, out_dir: Path, recipe, is_main: bool, total_steps: int, resume_step: int = 0):
         self.is_main, self.every, self.total = is_main, recipe.log_every, total_steps
         self.tb = self.wandb = None
         self.file = None
         if not is_main:
             return
-        self.file = (out_dir / "metrics.jsonl").open("a")
+        path = out_dir / "metrics.jsonl"
+        truncate_metrics(path, resume_step)  # rows after the checkpoint are trained (and logged) again
+        self.file = path.open("a", encoding="utf-8")
         if "tensorboard" in recipe.report_to:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+                # purge_step: TensorBoard drops the events after the checkpoint, as metrics.jsonl does
+                self.tb = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
             except ImportError:
                 print("tensorboard not installed: not logging to TensorBoard", file=sys.stderr)
         if "wandb" in recipe.report_to:
@@ -63,6 +95,12 @@ class MetricLogger:
             print(f"step {step}/{self.total} loss {loss:.4f} [{keys}] lr {lr:.2e}{gn_txt} "
                   f"{row['samples_per_s']:.1f} samples/s {row['tokens_per_s']:.0f} tok/s "
                   f"peak {row['peak_memory_gb']:.2f} GB", flush=True)
+
+    def sync(self) -> None:
+        """Make every row written so far durable (called before each checkpoint is saved)."""
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
 
     def close(self) -> None:
         if self.file is not None:

@@ -72,10 +72,9 @@ def _llm_state(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def save_adapter(model, directory: str | Path, base_model: str | Path, state_dict: Mapping[str, torch.Tensor],
                  tokenizer=None) -> Path:
-    """Write an adapter directory from a (gathered) full state dict of a LoRA-wrapped OneLLM."""
-    from safetensors.torch import save_file
-
-    from ..checkpoint import atomic_directory
+    """Write an adapter directory from a (gathered) full state dict of a LoRA-wrapped OneLLM (atomically and
+    durably, every file with the umask's mode: peft's safetensors files are created 0600)."""
+    from ..io import atomic_directory, atomic_write_json, finish_file, save_safetensors
 
     directory = Path(directory)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -84,37 +83,61 @@ def save_adapter(model, directory: str | Path, base_model: str | Path, state_dic
     with atomic_directory(directory) as tmp:
         model.llm.save_pretrained(str(tmp), state_dict=_llm_state(state_dict), safe_serialization=True)
         if parts:
-            save_file(parts, str(tmp / PARTS_FILE))
-        (tmp / ADAPTER_FILE).write_text(json.dumps({"format": ADAPTER_FORMAT,
-                                                    "base_model": str(Path(base_model).resolve()),
-                                                    "trained_parts": sorted(parts)}, indent=2))
+            save_safetensors(parts, tmp / PARTS_FILE)
+        atomic_write_json(tmp / ADAPTER_FILE, {"format": ADAPTER_FORMAT, "base_model": str(Path(base_model).resolve()),
+                                               "trained_parts": sorted(parts)})
         if tokenizer is not None:
             tokenizer.save(tmp)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                finish_file(f)
     return directory
 
 
 def base_of(adapter_dir: str | Path) -> Path:
-    meta = json.loads((Path(adapter_dir) / ADAPTER_FILE).read_text())
-    if meta.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{adapter_dir}: unsupported adapter format {meta.get('format')!r}")
+    from ..checkpoint import CheckpointError
+
+    path = Path(adapter_dir) / ADAPTER_FILE
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({exc}); restore the file or train the adapter again") from None
+    if not isinstance(meta, dict) or meta.get("format") != ADAPTER_FORMAT or not isinstance(meta.get("base_model"), str):
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{adapter_dir}: unsupported adapter format {fmt!r} (expected {ADAPTER_FORMAT!r} "
+                              "with a 'base_model')")
     return Path(meta["base_model"])
 
 
 def load_adapter(model, adapter_dir: str | Path, trainable: bool = False) -> None:
-    """Apply an adapter directory to a loaded base OneLLM (in place)."""
+    """Apply an adapter directory to a loaded base OneLLM (in place). Only safetensors are read: a pickled
+    ``adapter_model.bin`` (which could run code when loaded) is refused."""
     from peft import PeftModel
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from ..checkpoint import CheckpointError
 
     adapter_dir = Path(adapter_dir)
     base_of(adapter_dir)  # validates the format
-    model.llm = PeftModel.from_pretrained(model.llm, str(adapter_dir), is_trainable=trainable)
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise CheckpointError(f"{adapter_dir}: no adapter_model.safetensors (pickled adapter_model.bin files are not "
+                              "loaded: they can run code); save the adapter with safetensors")
+    try:
+        model.llm = PeftModel.from_pretrained(model.llm, str(adapter_dir), is_trainable=trainable)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{adapter_dir / 'adapter_model.safetensors'}: unreadable ({exc}); the file is "
+                              "truncated or corrupt") from None
     parts_file = adapter_dir / PARTS_FILE
     if parts_file.exists():
-        parts = load_file(str(parts_file))
+        try:
+            parts = load_file(str(parts_file))
+        except SafetensorError as exc:
+            raise CheckpointError(f"{parts_file}: unreadable ({exc}); the file is truncated or corrupt") from None
         own = dict(model.named_parameters())
         unknown = sorted(set(parts) - set(own))
         if unknown:
-            raise ValueError(f"{parts_file}: parameters the base model does not have: {unknown[:10]}")
+            raise CheckpointError(f"{parts_file}: parameters the base model does not have: {unknown[:10]}")
         with torch.no_grad():
             for name, value in parts.items():
                 own[name].copy_(value.to(own[name].dtype))

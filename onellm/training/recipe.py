@@ -2,192 +2,275 @@
 
 Stages are data, not code: a recipe names the model directory to start from, the manifests (with repeat
 factors), which parts train, the optimiser and schedule, batch geometry, precision and the DeepSpeed config.
-Nested keys are overridden with dots: ``optimizer.lr=1e-4 trainable.llm=full datasets.0.repeat=2``.
+Nested keys are overridden with dots: ``optimizer.lr=1e-4 trainable.llm=full datasets.0.repeat=2``
+(``datasets.<n>.manifest=...`` with n = the number of entries appends one).
 Relative paths in a recipe (model, output_dir, manifests, deepspeed) are relative to the working directory:
 launch from the repository root.
+
+Every value is validated (types, ranges, choices: pydantic dataclasses) when the recipe is read, before anything
+heavy runs; a bad one raises :class:`onellm.errors.RecipeError` naming the file and the key.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+import difflib
+from dataclasses import field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic.dataclasses import dataclass
 
-from ..modality import Modality
+from ..errors import RecipeError
+
+_STRICT = ConfigDict(extra="forbid")
 
 
-@dataclass
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic's lax mode reads true as 1.0
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _modality_names(value: Any, allow_text: bool = False) -> list[str]:
+    from ..modalities import resolve
+
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(m, str) for m in items):
+        raise ValueError("must be a list of modality names")
+    return [m.strip().lower() if allow_text and m.strip().lower() == "text" else resolve(m) for m in items]
+
+
+def _selection(value: Any) -> bool | list[str]:
+    if isinstance(value, bool):
+        return value
+    try:
+        return _modality_names(value)
+    except ValueError as exc:
+        raise ValueError(f"must be true, false or a list of modality names ({exc})") from None
+
+
+PosInt = Annotated[int, Field(strict=True, ge=1)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+Number = Annotated[float, BeforeValidator(_no_bool)]
+PosFloat = Annotated[float, BeforeValidator(_no_bool), Field(gt=0)]
+NonNegFloat = Annotated[float, BeforeValidator(_no_bool), Field(ge=0)]
+Fraction = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=1)]
+Beta = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, lt=1)]
+Selection = Annotated[bool | list[str], PlainValidator(_selection)]
+FilterModalities = Annotated[list[str] | None, PlainValidator(
+    lambda v: None if v is None else _modality_names(v, allow_text=True))]
+
+
+@dataclass(config=_STRICT)
 class DatasetSpec:
     manifest: str  # JSONL manifest
-    repeat: float = 1.0  # passes over this dataset per epoch (the original's per-dataset "epochs")
-    modalities: list[str] | None = None  # keep only records whose inputs are all of these modalities
+    repeat: PosFloat = 1.0  # passes over this dataset per epoch (the original's per-dataset "epochs")
+    modalities: FilterModalities = None  # keep only records whose inputs are all of these modalities ("text": none)
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class TrainableSpec:
     encoder: bool = False  # the CLIP tower; frozen in every stage of the paper
-    tokenizers: bool | list[str] = True  # own tokenizers (audio/point/imu/fmri) of all or the listed modalities
-    upm: bool | list[str] = True  # per-modality UPM parts (tokens, proj1, router, proj2, tags)
+    tokenizers: Selection = True  # own tokenizers (audio/point/imu/fmri) of all or the listed modalities
+    upm: Selection = True  # per-modality UPM parts (tokens, proj1, router, proj2, tags)
     experts: bool | None = None  # shared expert blocks (default: when any UPM part trains)
     llm: Literal["frozen", "full", "lora"] = "frozen"
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class LoraSpec:
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
+    rank: PosInt = 16
+    alpha: PosFloat = 32.0
+    dropout: Annotated[float, BeforeValidator(_no_bool), Field(ge=0, lt=1)] = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                                "up_proj", "down_proj"])
     load_in_4bit: bool = False  # base LLM weights in 4 bit (bitsandbytes + a GPU; detected, never required)
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class OptimizerSpec:
-    lr: float = 5e-5
-    min_lr: float = 5e-6
-    weight_decay: float = 0.1  # not applied to biases and norm weights
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
+    lr: PosFloat = 5e-5
+    min_lr: NonNegFloat = 5e-6
+    weight_decay: NonNegFloat = 0.1  # not applied to biases and norm weights
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    eps: PosFloat = 1e-8
 
 
-@dataclass
+@dataclass(config=_STRICT)
 class ScheduleSpec:
-    warmup_steps: int = 0  # linear warmup from 0 (optimizer steps)
-    warmup_ratio: float | None = None  # or a fraction of the run (the finetune's warmup_epochs 0.05 of 1 epoch)
-    decay_steps: int | None = None  # half-cosine from lr to min_lr ending here (default: the run's length)
+    warmup_steps: NonNegInt = 0  # linear warmup from 0 (optimizer steps)
+    warmup_ratio: Fraction | None = None  # or a fraction of the run (the finetune's warmup_epochs 0.05 of 1 epoch)
+    decay_steps: PosInt | None = None  # half-cosine from lr to min_lr ending here (default: the run's length)
     kind: Literal["cosine", "constant"] = "cosine"
 
 
-@dataclass
+def _dataset_entry(value: Any) -> Any:
+    return {"manifest": value} if isinstance(value, str) else value  # a bare manifest path is an entry
+
+
+@dataclass(config=_STRICT)
 class Recipe:
     model: str  # model directory to start from (`onellm init` or a previous stage's output/model)
     output_dir: str
-    datasets: list[DatasetSpec]
+    datasets: Annotated[list[Annotated[DatasetSpec, BeforeValidator(_dataset_entry)]], Field(min_length=1)]
     task: Literal["alignment", "instruction"] = "alignment"
     trainable: TrainableSpec = field(default_factory=TrainableSpec)
     lora: LoraSpec = field(default_factory=LoraSpec)
-    init_from_image: bool | list[str] = False  # copy the image UPM parts to these (True: trained) modalities
+    init_from_image: Selection = False  # copy the image UPM parts to these (True: trained) modalities
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
-    grad_clip: float = 2.0  # max global grad norm; 0 disables
-    micro_batch: int = 4  # samples per rank per forward
-    accumulation: int = 1  # micro-batches per optimizer step
-    max_steps: int | None = None  # optimizer steps (takes precedence over epochs)
-    epochs: float | None = None
+    grad_clip: NonNegFloat = 2.0  # max global grad norm; 0 disables
+    micro_batch: PosInt = 4  # samples per rank per forward
+    accumulation: PosInt = 1  # micro-batches per optimizer step
+    max_steps: PosInt | None = None  # optimizer steps (takes precedence over epochs)
+    epochs: PosFloat | None = None
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"  # autocast dtype on GPU; CPU runs fp32
     gradient_checkpointing: bool = False
     deepspeed: str | None = None  # DeepSpeed JSON (auto values filled from this recipe) or None
-    num_workers: int = 2
-    seed: int = 0
+    num_workers: NonNegInt = 2
+    seed: NonNegInt = 0
     interleave: Literal["shuffle", "round_robin"] = "shuffle"
-    max_seq_len: int | None = None  # default: the model config's
+    max_seq_len: PosInt | None = None  # default: the model config's
     feature_cache: str | None = None  # frozen-encoder feature cache directory (`onellm cache-features`)
-    log_every: int = 10
-    save_every: int = 500  # optimizer steps between checkpoints (and one at the end)
-    keep_last: int = 2
+    log_every: PosInt = 10
+    save_every: PosInt = 500  # optimizer steps between checkpoints (and one at the end)
+    keep_last: PosInt = 2  # complete checkpoints kept; >= 2 lets resume fall back when the newest is damaged
     resume: str = "auto"  # auto | never | a checkpoint directory
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # tensorboard, wandb
+    report_to: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
     source: str | None = None  # the YAML file this recipe came from (set by load_recipe)
 
     def __post_init__(self) -> None:
-        if self.task not in ("alignment", "instruction"):
-            raise ValueError(f"task must be 'alignment' or 'instruction', got {self.task!r}")
-        if not self.datasets:
-            raise ValueError("a recipe needs at least one dataset")
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs")
-        for name in ("micro_batch", "accumulation"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        for spec in (self.trainable.tokenizers, self.trainable.upm):
-            if isinstance(spec, list):
-                for m in spec:
-                    Modality.parse(m)
-        if self.trainable.llm not in ("frozen", "full", "lora"):
-            raise ValueError(f"trainable.llm must be frozen, full or lora, got {self.trainable.llm!r}")
 
 
-def _coerce(cls, data: dict[str, Any]) -> dict[str, Any]:
-    """YAML 1.1 reads ``1e-4`` as a string: turn strings into floats for float-typed fields."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    out = dict(data)
-    for key, value in data.items():
-        if isinstance(value, str) and "float" in types.get(key, ""):
-            try:
-                out[key] = float(value)
-            except ValueError:
-                raise ValueError(f"{key!r} must be a number, got {value!r}") from None
-    return out
+# -- reading -------------------------------------------------------------------------------------------------
+def _fields(cls) -> dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(cls)}
 
 
 _NESTED = {"trainable": TrainableSpec, "lora": LoraSpec, "optimizer": OptimizerSpec, "schedule": ScheduleSpec}
 
 
-def _build(data: dict[str, Any]) -> Recipe:
-    known = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown recipe keys: {sorted(unknown)}")
-    kwargs = dict(data)
+def _check_keys(data: dict[str, Any]) -> None:
+    """Unknown keys, with the closest valid one (pydantic would only say "unexpected keyword argument")."""
+    def check(obj: Any, cls, where: str) -> None:
+        if not isinstance(obj, dict):
+            return
+        valid = sorted(set(_fields(cls)) - {"source"})
+        unknown = sorted(set(map(str, obj)) - set(valid))
+        if unknown:
+            close = [m for k in unknown for m in difflib.get_close_matches(k, valid, 1)]
+            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+            what = "unknown recipe keys" if not where else f"unknown keys in {where!r}"
+            raise RecipeError(f"{what}: {unknown}{hint}; valid: {', '.join(valid)}")
+
+    check(data, Recipe, "")
     for key, cls in _NESTED.items():
-        if key in kwargs and kwargs[key] is not None:
-            sub = kwargs[key]
-            bad = set(sub) - {f.name for f in dataclasses.fields(cls)}
-            if bad:
-                raise ValueError(f"unknown keys in {key!r}: {sorted(bad)}")
-            if key == "optimizer" and "betas" in sub:
-                sub = {**sub, "betas": tuple(float(b) for b in sub["betas"])}
-            kwargs[key] = cls(**_coerce(cls, sub))
-    kwargs["datasets"] = [DatasetSpec(**_coerce(DatasetSpec, d)) if isinstance(d, dict)
-                          else DatasetSpec(manifest=str(d)) for d in kwargs.get("datasets") or []]
-    kwargs = _coerce(Recipe, kwargs)
-    for key in ("model", "output_dir"):
-        if key not in kwargs:
-            raise ValueError(f"recipe needs {key!r}")
-    return Recipe(**kwargs)
+        check(data.get(key), cls, key)
+    for k, entry in enumerate(data.get("datasets") or [] if isinstance(data.get("datasets"), list) else []):
+        check(entry, DatasetSpec, f"datasets.{k}")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"]) or "recipe"
+    msg = error["msg"].removeprefix("Value error, ")
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    if error["type"] == "missing":
+        return f"{key}: required key missing"
+    if error["type"] == "missing_positional_argument" or error["type"].startswith("too_"):
+        return f"{key}: {msg}"
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return f"{key}: {msg} (got {shown})" if error["loc"] else msg
+
+
+def _build(data: dict[str, Any]) -> Recipe:
+    _check_keys(data)
+    try:
+        return Recipe(**data)
+    except ValidationError as exc:
+        problems = [_describe(e) for e in exc.errors()]
+        raise RecipeError("; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else
+                                                     "")) from None
 
 
 def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.0.c = value`` inside nested dicts/lists (list indices are integers)."""
+    """Set ``a.b.0.c = value`` inside nested dicts/lists (list indices are integers; the index one past the end
+    appends a new entry)."""
     parts = dotted.split(".")
+    if not all(parts):
+        raise RecipeError(f"override {dotted!r}: empty key")
     obj: Any = data
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
         if isinstance(obj, list):
-            obj = obj[int(part)]
+            if not part.isdigit():
+                raise RecipeError(f"override {dotted!r}: {'.'.join(parts[:i])} is a list; use an index, not {part!r}")
+            k = int(part)
+            if k > len(obj):
+                n = len(obj)
+                raise RecipeError(f"override {dotted!r}: {'.'.join(parts[:i])} has {n} entr{'y' if n == 1 else 'ies'} "
+                                  f"(indices 0..{n - 1}; index {n} appends one)")
+            if k == len(obj):
+                obj.append(None if last else {})
+            if last:
+                obj[k] = value
+            elif obj[k] is None:
+                obj[k] = {}
+            obj = obj[k]
+        elif isinstance(obj, dict):
+            if last:
+                obj[part] = value
+            else:
+                if obj.get(part) is None:
+                    obj[part] = [] if parts[i + 1].isdigit() else {}
+                obj = obj[part]
         else:
-            if part not in obj or obj[part] is None:
-                obj[part] = [] if nxt.isdigit() else {}
-            obj = obj[part]
-    last = parts[-1]
-    if isinstance(obj, list):
-        obj[int(last)] = value
-    else:
-        obj[last] = value
+            raise RecipeError(f"override {dotted!r}: {'.'.join(parts[:i])} is a {type(obj).__name__}, "
+                              f"it has no key {part!r} ({where})")
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or exc}{where}"
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML, apply ``key=value`` overrides (values parsed as YAML), resolve relative paths."""
+    """Read a recipe YAML, apply ``key=value`` overrides (values parsed as YAML), validate every value."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: recipe not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a recipe is a YAML mapping")
+        raise RecipeError(f"{path}: a recipe is a YAML mapping")
     data = copy.deepcopy(data)
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
+            raise RecipeError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        apply_override(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"override {item!r}: invalid YAML value: {_yaml_problem(exc)}") from None
+        try:
+            apply_override(data, key.strip(), value)
+        except RecipeError as exc:
+            raise RecipeError(f"{path}: {exc}") from None
     try:
         recipe = _build(data)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
     recipe.source = str(path)
     return recipe
 

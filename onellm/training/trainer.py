@@ -1,11 +1,15 @@
 """The training loop: accelerate (+ DeepSpeed ZeRO when the recipe names a config), any stage, any device.
 
-Lifecycle: set up (accelerator, model, trainable parts, data, optimizer) -> resume -> train (gradient
-accumulation, clipping, schedule, logging, periodic atomic checkpoints, NaN guard) -> final model directory
-``<output_dir>/model`` that ``OneLLM.from_pretrained`` loads.
+Lifecycle: set up (accelerator, model, trainable parts, data, optimizer) -> resume (the newest verified
+checkpoint) -> train (planned gradient accumulation: micro-batches with nothing to learn are skipped, clipping,
+schedule, logging, periodic atomic checkpoints, NaN guard) -> final model directory ``<output_dir>/model`` that
+``OneLLM.from_pretrained`` loads, and ``train_summary.json`` covering the whole run (every process of it).
+Re-running a finished run (same recipe) changes nothing: it says it is complete and returns.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -17,14 +21,19 @@ from typing import Any
 import torch
 
 from ..data.collate import move_batch
+from ..errors import TrainingDataError
 from ..model import OneLLM
-from ..modality import ALL_MODALITIES, Modality
 from .checkpoints import CheckpointManager
 from .data import TrainData, build_train_data
 from .deepspeed import deepspeed_plugin, register_external_parameters
 from .logger import MetricLogger
 from .optim import build_optimizer, lr_at, set_lr
 from .recipe import Recipe, recipe_to_dict
+from .steps import StepPlanner
+
+SUMMARY_FILE = "train_summary.json"
+# recipe keys that do not change what a run computes: a finished run re-launched with other values is still done
+RUNTIME_KEYS = ("resume", "source", "report_to", "log_every", "num_workers", "keep_last", "save_every")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -36,17 +45,18 @@ class TrainResult:
     output_dir: Path
     model_dir: Path
     steps: int
-    losses: list[float] = field(default_factory=list)  # per optimizer step (mean over its micro-batches)
+    losses: list[float] = field(default_factory=list)  # per optimizer step of the whole run (mean of its micro-batches)
     skipped: int = 0  # samples that failed to load
     seconds: float = 0.0
+    skipped_batches: int = 0  # micro-batches with nothing to learn (no optimizer step from them)
+    skipped_steps: int = 0  # optimizer steps not taken because none of their micro-batches had anything to learn
+    already_complete: bool = False  # the run had finished before this call: nothing was done
 
 
-def _modalities(spec: bool | list[str]) -> list[Modality]:
-    if spec is True:
-        return list(ALL_MODALITIES)
-    if not spec:
-        return []
-    return [Modality.parse(m) for m in spec]
+def _modalities(spec: bool | list[str], model: OneLLM) -> list[str]:
+    from ..modalities import parse_modalities
+
+    return parse_modalities(spec, default=model.config.modalities)
 
 
 def configure_trainable(model: OneLLM, recipe: Recipe) -> None:
@@ -59,18 +69,18 @@ def configure_trainable(model: OneLLM, recipe: Recipe) -> None:
         apply_lora(model, recipe.lora)
 
 
-def init_from_image(model: OneLLM, targets: list[Modality]) -> list[str]:
+def init_from_image(model: OneLLM, targets: list[str]) -> list[str]:
     """Copy the image modality's UPM parts (tokens, proj1, router, proj2, tags) to ``targets`` (spec §7.5,
     done for any stage-I checkpoint, not only the old single-expert format)."""
     upm = model.upm
     copied = []
     with torch.no_grad():
         for m in targets:
-            if m is Modality.IMAGE:
+            if m == "image":
                 continue
-            for src, dst in zip(upm.modality_parameters(Modality.IMAGE), upm.modality_parameters(m)):
+            for src, dst in zip(upm.modality_parameters("image"), upm.modality_parameters(m)):
                 dst.copy_(src)
-            copied.append(m.value)
+            copied.append(str(m))
     return copied
 
 
@@ -79,6 +89,12 @@ def _cast_frozen(model: OneLLM, dtype: torch.dtype) -> None:
     for p in model.parameters():
         if not p.requires_grad and p.is_floating_point():
             p.data = p.data.to(dtype)
+
+
+def config_checkpointing(config) -> bool:
+    """The model config's own activation-checkpointing switch (``activation_checkpointing``; older configs called
+    it ``gradient_checkpointing``)."""
+    return bool(getattr(config, "activation_checkpointing", getattr(config, "gradient_checkpointing", False)))
 
 
 def make_accelerator(recipe: Recipe):
@@ -106,24 +122,65 @@ def make_accelerator(recipe: Recipe):
 def _total_steps(recipe: Recipe, data: TrainData) -> int:
     if recipe.max_steps is not None:
         return recipe.max_steps
-    per_epoch = len(data.sampler.global_batches(0)) // recipe.accumulation
-    return max(1, math.ceil(recipe.epochs * per_epoch))
+    return max(1, math.ceil(recipe.epochs * _steps_per_epoch(recipe, data)))
+
+
+def _steps_per_epoch(recipe: Recipe, data: TrainData) -> int:
+    return max(1, len(data.sampler.global_batches(0)) // recipe.accumulation)
+
+
+def recipe_fingerprint(recipe: Recipe) -> str:
+    """What identifies a run's computation (the recipe without its runtime-only keys)."""
+    data = {k: v for k, v in recipe_to_dict(recipe).items() if k not in RUNTIME_KEYS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def completed_run(out_dir: Path, fingerprint: str) -> TrainResult | None:
+    """The result of a run of this recipe that already finished in ``out_dir`` (summary + model there), else None."""
+    try:
+        summary = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model_dir = out_dir / "model"
+    if not (isinstance(summary, dict) and summary.get("complete") and summary.get("recipe_fingerprint") == fingerprint
+            and model_dir.is_dir() and any(model_dir.iterdir())):
+        return None
+    return TrainResult(out_dir, model_dir, summary["steps"], summary.get("losses", []), summary.get("skipped", 0),
+                       summary.get("seconds", 0.0), summary.get("skipped_batches", 0),
+                       summary.get("skipped_steps", 0), already_complete=True)
+
+
+@contextlib.contextmanager
+def _micro_step(acc, model, is_last: bool):
+    """Gradient accumulation over the micro-batches that actually run: synchronise (DDP all-reduce, DeepSpeed's
+    boundary and step) on the last one only. accelerate's own ``accumulate`` counts every call, skipped or not."""
+    acc.gradient_state._set_sync_gradients(is_last)  # the one private accelerate call: there is no public setter
+    with contextlib.nullcontext() if is_last else acc.no_sync(model):
+        yield
 
 
 def train(recipe: Recipe, log=print) -> TrainResult:
     from accelerate.utils import set_seed
 
+    from ..io import atomic_write_json
+
     start_time = time.perf_counter()
     acc = make_accelerator(recipe)
     set_seed(recipe.seed)
     out_dir = Path(recipe.output_dir)
+    fingerprint = recipe_fingerprint(recipe)
+    if recipe.resume != "never":
+        done = completed_run(out_dir, fingerprint)
+        if done is not None:
+            log(f"{out_dir}: this run is already complete ({done.steps} steps, model in {done.model_dir}); "
+                "nothing to do (resume=never trains it again)")
+            return done
     if acc.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
+        atomic_write_json(out_dir / "recipe.json", recipe_to_dict(recipe))
 
     model = OneLLM.from_pretrained(recipe.model)
     configure_trainable(model, recipe)
-    if recipe.gradient_checkpointing or model.config.gradient_checkpointing:
+    if recipe.gradient_checkpointing or config_checkpointing(model.config):
         model.upm.gradient_checkpointing = True
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if recipe.max_seq_len:
@@ -134,10 +191,10 @@ def train(recipe: Recipe, log=print) -> TrainResult:
     data = build_train_data(recipe, model.config, tokenizer, acc.process_index, acc.num_processes, log)
     total_steps = _total_steps(recipe, data)
     ckpt = CheckpointManager(out_dir / "checkpoints", acc, recipe.keep_last)
-    resume_from = ckpt.find(recipe.resume)
+    resume_from = ckpt.find(recipe.resume, log)
     if recipe.init_from_image and resume_from is None:
-        targets = (_modalities(recipe.trainable.upm) if recipe.init_from_image is True
-                   else _modalities(recipe.init_from_image))
+        targets = _modalities(recipe.trainable.upm if recipe.init_from_image is True else recipe.init_from_image,
+                              model)
         copied = init_from_image(model, targets)
         log(f"init_from_image: copied the image UPM parts to {copied}")
 
@@ -148,15 +205,20 @@ def train(recipe: Recipe, log=print) -> TrainResult:
     if ckpt.uses_deepspeed:
         register_external_parameters(acc.unwrap_model(model), acc)
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "skipped": 0, "skipped_ids": []}
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "skipped": 0, "skipped_ids": [],
+                             "skipped_batches": 0, "skipped_steps": 0, "losses": [], "seconds": 0.0}
     if resume_from is not None:
         state.update(ckpt.load(resume_from, model, optimizer))
         log(f"resumed from {resume_from} at step {state['step']}")
-    logger = MetricLogger(out_dir, recipe, acc.is_main_process, total_steps)
-    result = TrainResult(out_dir, out_dir / "model", state["step"])
+    state["losses"] = state["losses"][: state["step"]]
+    earlier_seconds = float(state["seconds"])  # the processes before this one, up to the checkpoint
+    logger = MetricLogger(out_dir, recipe, acc.is_main_process, total_steps, resume_step=state["step"])
     unwrapped: OneLLM = acc.unwrap_model(model)
     device = acc.device
     cast = next(p for p in unwrapped.upm.parameters()).dtype
+    planner = StepPlanner(unwrapped, acc, recipe.accumulation,
+                          lambda: {r.id: r.modality_key for ds in data.datasets for r in ds.records})
+    stall_limit = _steps_per_epoch(recipe, data) + 1
 
     def batches():
         while True:
@@ -168,37 +230,48 @@ def train(recipe: Recipe, log=print) -> TrainResult:
             state["epoch"] += 1
             state["position"] = 0
 
+    def elapsed() -> float:
+        return earlier_seconds + time.perf_counter() - start_time
+
     stream = batches()
-    last_good: dict[str, dict] = {}
+    skipped_in_a_row = 0
     model.train()
     while state["step"] < total_steps:
-        step_loss, step_tokens, step_samples, t0 = 0.0, 0, 0, time.perf_counter()
+        step_loss, n_real, step_tokens, step_samples, t0 = 0.0, 0, 0, 0, time.perf_counter()
         per_key: dict[str, list[float]] = {}
         set_lr(optimizer, lr_at(state["step"], recipe.optimizer.lr, recipe.optimizer.min_lr, recipe.schedule,
                                 total_steps))
-        for _ in range(recipe.accumulation):
-            batch = next(stream)
+        micro = [next(stream) for _ in range(recipe.accumulation)]  # planned together: every rank must agree
+        for batch in micro:
             for rid, err in batch.get("failed", []):
                 state["skipped"] += 1
                 state["skipped_ids"] = (state["skipped_ids"] + [rid])[-100:]
                 log(f"skipped sample {rid}: {err}")
-            weight = 1.0
-            if not batch["ids"]:  # the whole micro-batch failed: rerun the last good one at zero weight so every
-                # rank still runs the same modules (ZeRO-3 gathers parameters collectively)
-                if not last_good:
-                    raise RuntimeError("the first micro-batch failed to load entirely; see the skipped samples")
-                batch, weight = next(iter(last_good.values())), 0.0
-            key = batch["modality_keys"][0]
-            last_good[key] = batch
-            with acc.accumulate(model):
-                out = model(move_batch(batch, device, cast), return_logits=False)
+        plan = planner.plan(micro)
+        for i, why in plan.skipped:
+            state["skipped_batches"] += 1
+            log(f"step {state['step'] + 1}: micro-batch {i + 1}/{recipe.accumulation} skipped: {why}")
+        if not plan.runs:
+            state["skipped_steps"] += 1
+            skipped_in_a_row += 1
+            log(f"step {state['step'] + 1}: nothing to learn in any micro-batch; no optimizer step")
+            if skipped_in_a_row > stall_limit:
+                raise TrainingDataError(
+                    f"{skipped_in_a_row} optimizer steps in a row had nothing to learn (more than an epoch): every "
+                    "sample fails to load, or nothing trains for these inputs; check the skipped samples above and "
+                    "the recipe's 'trainable' and 'datasets'")
+            continue
+        skipped_in_a_row = 0
+        grad_norm = None
+        for run in plan.runs:
+            with _micro_step(acc, model, run.last):
+                out = model(move_batch(run.batch, device, cast), return_logits=False)
                 loss = out.loss
                 if not torch.isfinite(loss.detach()).item():
-                    raise NonFiniteLossError(f"loss is {loss.item()} at step {state['step']} (modality {key}); "
+                    raise NonFiniteLossError(f"loss is {loss.item()} at step {state['step']} (modality {run.key}); "
                                              f"the last good checkpoint is kept in {ckpt.dir}")
-                acc.backward(loss * weight)
-                grad_norm = None
-                if acc.sync_gradients:
+                acc.backward(loss * run.weight)
+                if run.last:
                     if recipe.grad_clip > 0 and not ckpt.uses_deepspeed:
                         grad_norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                                         recipe.grad_clip)
@@ -206,32 +279,41 @@ def train(recipe: Recipe, log=print) -> TrainResult:
                     optimizer.zero_grad(set_to_none=True)
                     if ckpt.uses_deepspeed:
                         grad_norm = model.get_global_grad_norm()
-            if weight:
-                step_loss += loss.item() / recipe.accumulation
-                per_key.setdefault(key, []).append(loss.item())
-                step_tokens += int(batch["attention_mask"].sum())
-                step_samples += len(batch["ids"])
+            if run.real:
+                step_loss += loss.item()
+                n_real += 1
+                per_key.setdefault(run.key, []).append(loss.item())
+                step_tokens += int(run.batch["attention_mask"].sum())
+                step_samples += len(run.batch["ids"])
+        totals = torch.tensor([step_loss, n_real, step_tokens, step_samples], dtype=torch.float64)
+        if acc.num_processes > 1:  # the step's loss over every rank's real micro-batches
+            totals = acc.reduce(totals.to(device), reduction="sum").cpu()
+        mean_loss = float(totals[0] / totals[1])
         state["step"] += 1
-        result.losses.append(step_loss)
-        logger.log_step(state["step"], loss=step_loss, per_key={k: sum(v) / len(v) for k, v in per_key.items()},
-                        lr=optimizer.param_groups[0]["lr"], grad_norm=grad_norm, samples=step_samples * acc.num_processes,
-                        tokens=step_tokens * acc.num_processes, seconds=time.perf_counter() - t0)
+        state["losses"].append(mean_loss)
+        logger.log_step(state["step"], loss=mean_loss, per_key={k: sum(v) / len(v) for k, v in per_key.items()},
+                        lr=optimizer.param_groups[0]["lr"], grad_norm=grad_norm, samples=int(totals[3]),
+                        tokens=int(totals[2]), seconds=time.perf_counter() - t0)
         if state["step"] % recipe.save_every == 0 or state["step"] == total_steps:
-            ckpt.save(model, optimizer, {**state, "seconds": time.perf_counter() - start_time})
+            logger.sync()  # the rows of these steps are durable before the checkpoint that covers them
+            ckpt.save(model, optimizer, {**state, "seconds": elapsed()})
     logger.close()
     checksums = rank_checksums(acc, model)
     final = _save_final(acc, model, out_dir / "model", tokenizer,
                         base=recipe.model if recipe.trainable.llm == "lora" else None)
-    result.model_dir, result.steps, result.skipped = final, state["step"], state["skipped"]
-    result.seconds = time.perf_counter() - start_time
+    result = TrainResult(out_dir, final, state["step"], list(state["losses"]), state["skipped"], elapsed(),
+                         state["skipped_batches"], state["skipped_steps"])
     if acc.is_main_process:
         agree = all(c == checksums[0] for c in checksums)
-        summary_row = {"steps": result.steps, "losses": result.losses, "skipped": result.skipped,
-                       "skipped_ids": state["skipped_ids"], "seconds": result.seconds, "world_size": acc.num_processes,
-                       "rank_checksums": checksums, "ranks_agree": agree}
-        (out_dir / "train_summary.json").write_text(json.dumps(summary_row, indent=2))
+        summary_row = {"complete": True, "recipe_fingerprint": fingerprint, "steps": result.steps,
+                       "total_steps": total_steps, "losses": result.losses, "skipped": result.skipped,
+                       "skipped_ids": state["skipped_ids"], "skipped_batches": result.skipped_batches,
+                       "skipped_steps": result.skipped_steps, "seconds": result.seconds,
+                       "world_size": acc.num_processes, "rank_checksums": checksums, "ranks_agree": agree}
+        atomic_write_json(out_dir / SUMMARY_FILE, summary_row)
         if not agree:
             log(f"WARNING: ranks ended with different trainable parameters: {checksums}")
+    acc.wait_for_everyone()
     return result
 
 
