@@ -174,26 +174,30 @@ def _answer(model, records: list[Record], output: Path, part: Path, rank: int, w
                                 collate_fn=Collator(pad_id=model.config.llm.pad_token_id, padding_side="left",
                                                     with_labels=False),
                                 persistent_workers=False, prefetch_factor=2 if num_workers else None)
-            bar = tqdm(total=len(todo), disable=not progress or rank != 0, unit="req", dynamic_ncols=True)
-            for batch in loader:
-                rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
-                summary.failed += len(rows)
-                summary.errors += batch["failed"]
-                if batch["ids"]:
-                    t0 = time.perf_counter()
-                    out = generate(model, move_batch(batch, device, dtype), gen)
-                    took = time.perf_counter() - t0
-                    for rid, text in zip(batch["ids"], out.texts):
-                        row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
-                        if extra_fields is not None:
-                            row.update(extra_fields(by_id[rid]))
-                        rows.append(row)
-                    summary.done += len(batch["ids"])
-                writer.write(rows)
-                bar.update(len(rows))
-                elapsed = time.perf_counter() - start
-                bar.set_postfix(samples_per_s=f"{(summary.done + summary.failed) / max(elapsed, 1e-9):.2f}")
-            bar.close()
+            # the bar only on a terminal (disable=None): logs and a one-line error stay free of bar fragments
+            bar = tqdm(total=len(todo), disable=None if progress and rank == 0 else True, unit="req",
+                       dynamic_ncols=True)
+            try:
+                for batch in loader:
+                    rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
+                    summary.failed += len(rows)
+                    summary.errors += batch["failed"]
+                    if batch["ids"]:
+                        t0 = time.perf_counter()
+                        out = generate(model, move_batch(batch, device, dtype), gen)
+                        took = time.perf_counter() - t0
+                        for rid, text in zip(batch["ids"], out.texts):
+                            row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
+                            if extra_fields is not None:
+                                row.update(extra_fields(by_id[rid]))
+                            rows.append(row)
+                        summary.done += len(batch["ids"])
+                    writer.write(rows)
+                    bar.update(len(rows))
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix(samples_per_s=f"{(summary.done + summary.failed) / max(elapsed, 1e-9):.2f}")
+            finally:
+                bar.close()
     finally:
         writer.close()
     summary.seconds = time.perf_counter() - start

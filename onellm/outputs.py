@@ -143,8 +143,10 @@ class OutputLock:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            with naming(self.path):
+            try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode())
+            except OSError as exc:  # a read-only or full location: name the output the user gave
+                raise OSError(exc.errno, exc.strerror, str(self.output)) from exc
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
