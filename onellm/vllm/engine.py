@@ -1,0 +1,162 @@
+"""Running a OneLLM model directory on vLLM: engine construction, request building, generation.
+
+    from onellm.vllm.engine import OneLLMEngine
+    engine = OneLLMEngine("models/onellm-7b", dtype="bfloat16")
+    out = engine.generate([engine.request("Describe the video.", [("video", "clip.mp4"), ("audio", "clip.wav")])],
+                          GenerationConfig(temperature=0, max_new_tokens=32))
+
+Prompts are the library's (:func:`onellm.data.template.encode_prompt`, ``config.legacy_prompt`` honoured) with every
+input's block after BOS in the order of the inputs (the HF path's layout), written as placeholder ids; items may be
+tensors, file paths or manifest input dicts (see :mod:`onellm.vllm.processor`). Decoding follows
+:class:`onellm.generation.GenerationConfig`: greedy at temperature 0, else temperature + top-p; stop at EOS or the
+template separator; the answer is the text up to the separator.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_KV_CACHE_GIB = 2
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja")
+
+
+def tokenizer_directory(model_dir: Path, text_config) -> Path:
+    """A temporary folder with the model's tokenizer files and the LLaMA ``config.json`` of its decoder.
+
+    vLLM loads the tokenizer with ``AutoTokenizer`` after trying ``AutoConfig`` on the same folder; a OneLLM
+    ``config.json`` is not a transformers config, so it would log errors and retry. The folder is removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="onellm-vllm-tokenizer-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    found = [n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
+    if not found:
+        raise FileNotFoundError(f"{model_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    for name in found:
+        shutil.copyfile(model_dir / name, out / name)
+    text_config.to_json_file(str(out / "config.json"))
+    return out
+
+
+@dataclass
+class EngineOutput:
+    texts: list[str]  # answers: new text up to the separator, stripped
+    raw_texts: list[str]
+    token_ids: list[list[int]]  # new tokens per request, EOS removed (as onellm.generation.generate)
+
+
+def expanded_prompt(text_ids: Sequence[int], modalities: Sequence[str], config) -> list[int]:
+    """``[bos] [block of input 1] [block of input 2] ... text`` with each block K + 2 placeholder ids."""
+    from .encoder import block_length, placeholder_ids
+
+    ids, n = placeholder_ids(config), block_length(config)
+    blocks = [i for m in modalities for i in [ids[m]] * n]
+    return list(text_ids[:1]) + blocks + list(text_ids[1:])
+
+
+def group_items(inputs: Sequence[tuple[str, Any]]) -> dict[str, list[Any]]:
+    """[(modality, item), ...] -> ``multi_modal_data`` (per modality, items in input order)."""
+    data: dict[str, list[Any]] = {}
+    for modality, item in inputs:
+        data.setdefault(modality, []).append(item)
+    return data
+
+
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)  # vLLM 0.32's CPU attention backend
+
+
+def check_head_size(config) -> None:
+    """vLLM's CPU attention supports only some head sizes (a tiny preset's 16 is not one): fail with the reason."""
+    from vllm.platforms import current_platform
+
+    head = config.llm.hidden_size // config.llm.num_heads
+    if current_platform.is_cpu() and head not in CPU_HEAD_SIZES:
+        raise ValueError(f"vLLM's CPU attention supports head sizes {CPU_HEAD_SIZES}; this model's LLM has "
+                         f"{config.llm.hidden_size} / {config.llm.num_heads} heads = {head}")
+
+
+def sampling_params(gen, eos_token_id: int, seed: int | None = None):
+    from vllm import SamplingParams
+
+    greedy = gen.temperature <= 0
+    return SamplingParams(
+        temperature=0.0 if greedy else float(gen.temperature), top_p=1.0 if greedy else float(gen.top_p),
+        max_tokens=int(gen.max_new_tokens), min_tokens=int(getattr(gen, "min_new_tokens", 0) or 0),
+        stop=list(gen.stop_strings or ()), stop_token_ids=[int(eos_token_id)], seed=seed,
+        skip_special_tokens=True)
+
+
+class OneLLMEngine:
+    """A vLLM ``LLM`` on a OneLLM model directory, with the library's tokenizer, template and config."""
+
+    def __init__(self, model_dir: str | os.PathLike, dtype: str = "auto", kv_cache_gib: float | None = None,
+                 max_num_seqs: int = 64, seed: int = 0, **llm_kwargs: Any):
+        from onellm.checkpoint import read_config
+        from onellm.data.text import load_tokenizer
+
+        from .plugin import register
+
+        register()
+        from vllm import LLM
+
+        self.model_dir = Path(model_dir)
+        self.config = read_config(self.model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        if kv_cache_gib is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        else:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(DEFAULT_KV_CACHE_GIB))
+        llm_kwargs.setdefault("max_model_len", min(self.config.max_seq_len + 256,
+                                                   self.config.llm.max_position_embeddings))
+        from .hf_config import vllm_config_from_onellm
+
+        check_head_size(self.config)
+        tokenizer_dir = tokenizer_directory(self.model_dir, vllm_config_from_onellm(self.config).text_config)
+        self.llm = LLM(model=str(self.model_dir), tokenizer=str(tokenizer_dir), config_format="onellm",
+                       dtype=dtype, seed=seed, max_num_seqs=max_num_seqs, **llm_kwargs)
+
+    def prompt_ids(self, question: str, modalities: Sequence[str], history: Sequence[tuple[str, str]] = ()
+                   ) -> list[int]:
+        from onellm.data.template import encode_prompt
+
+        ids = encode_prompt(self.tokenizer, question, history, legacy=bool(self.config.legacy_prompt))
+        return expanded_prompt(ids, modalities, self.config)
+
+    def request(self, question: str, inputs: Sequence[tuple[str, Any]] = (),
+                history: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+        """A vLLM prompt dict for a question about ``inputs`` [(modality, tensor | path | input dict), ...]."""
+        from .encoder import model_modalities
+
+        own = model_modalities(self.config)
+        bad = [m for m, _ in inputs if m not in own]
+        if bad:
+            raise ValueError(f"this model has no {bad} modality (its modalities: {', '.join(own)})")
+        req: dict[str, Any] = {"prompt_token_ids": self.prompt_ids(question, [m for m, _ in inputs], history)}
+        if inputs:
+            req["multi_modal_data"] = group_items(inputs)
+        return req
+
+    def generate(self, requests: Sequence[dict[str, Any]], gen=None, seed: int | None = None,
+                 use_tqdm: bool = False) -> EngineOutput:
+        from onellm.data.template import extract_answer
+        from onellm.generation import GenerationConfig
+
+        gen = gen or GenerationConfig()
+        vocab = self.config.llm.vocab_size
+        for i, r in enumerate(requests):  # placeholders without items would index past the embedding table
+            if "multi_modal_data" not in r and any(t >= vocab for t in r.get("prompt_token_ids", ())):
+                raise ValueError(f"request {i} has placeholder ids but no multi_modal_data")
+        outs = self.llm.generate(list(requests), sampling_params(gen, self.config.llm.eos_token_id, seed),
+                                 use_tqdm=use_tqdm)
+        eos = self.config.llm.eos_token_id
+        ids = []
+        for o in outs:
+            row = list(o.outputs[0].token_ids)
+            ids.append(row[: row.index(eos)] if eos in row else row)
+        raw = [self.tokenizer.decode(x) for x in ids]
+        return EngineOutput([extract_answer(r) for r in raw], raw, ids)

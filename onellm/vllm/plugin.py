@@ -1,0 +1,80 @@
+"""vLLM plugin entry point (group ``vllm.general_plugins``, name ``onellm``): registers the OneLLM model class and
+the ``config_format="onellm"`` config parser in every vLLM process (front end and engine core alike).
+
+It also wraps vLLM's prompt validation (``InputProcessor._validate_model_input``) for OneLLM models only: vLLM
+rejects any token id beyond the tokenizer and the model vocabulary, and OneLLM's placeholder ids are exactly that
+(``llm.vocab_size + i``, never embedded). Such ids are accepted where they lie inside a multimodal placeholder range
+of the request and rejected everywhere else (a placeholder without an input item would index past the embedding
+table inside the engine); every other check runs unchanged.
+
+vLLM calls :func:`register` itself once the entry point is installed (``setup.py``:
+``entry_points={"vllm.general_plugins": ["onellm = onellm.vllm.plugin:register"]}``); calling it by hand is
+harmless (it is idempotent) and is what in-process use needs before the entry point exists.
+"""
+from __future__ import annotations
+
+from . import ARCHITECTURE, CONFIG_FORMAT, VLLM_VERSION
+
+_registered = False
+
+
+def check_version() -> None:
+    import vllm
+
+    if vllm.__version__.split("+")[0] != VLLM_VERSION:
+        raise RuntimeError(f"onellm.vllm is written for vLLM {VLLM_VERSION} (its model / multimodal-processor API is "
+                           f"internal and changes between releases); this is vLLM {vllm.__version__}")
+
+
+def register() -> None:
+    global _registered
+    if _registered:
+        return
+    check_version()
+    from transformers import AutoConfig
+    from vllm import ModelRegistry
+    from vllm.transformers_utils.config import _CONFIG_FORMAT_TO_CONFIG_PARSER, register_config_parser
+
+    from .hf_config import OneLLMVllmConfig, make_config_parser
+
+    if ARCHITECTURE not in ModelRegistry.get_supported_archs():
+        ModelRegistry.register_model(ARCHITECTURE, "onellm.vllm.model:OneLLMForVLLM")
+    if CONFIG_FORMAT not in _CONFIG_FORMAT_TO_CONFIG_PARSER:
+        register_config_parser(CONFIG_FORMAT)(make_config_parser())
+    AutoConfig.register(OneLLMVllmConfig.model_type, OneLLMVllmConfig, exist_ok=True)
+    _patch_input_validation()
+    _registered = True
+
+
+def _patch_input_validation() -> None:
+    from vllm.exceptions import VLLMValidationError
+    from vllm.v1.engine.input_processor import InputProcessor
+
+    from .hf_config import OneLLMVllmConfig
+
+    original = InputProcessor._validate_model_input
+    if getattr(original, "_onellm_wrapped", False):
+        return
+
+    def _validate_model_input(self, prompt_input, prompt_type="decoder"):
+        config = self.model_config.hf_config
+        if isinstance(config, OneLLMVllmConfig) and prompt_input.get("type") != "embeds":
+            ids = list(prompt_input["prompt_token_ids"])
+            vocab = int(config.text_config.vocab_size)
+            inside = [False] * len(ids)
+            for ranges in (prompt_input.get("mm_placeholders") or {}).values():
+                for r in ranges:
+                    inside[r.offset:r.offset + r.length] = [True] * r.length
+            stray = [i for i, t in enumerate(ids) if t >= vocab and not inside[i]]
+            if stray:
+                raise VLLMValidationError(
+                    f"token id {ids[stray[0]]} at position {stray[0]} ({len(stray)} such positions) is out of the "
+                    f"vocabulary ({vocab}) and not part of a multimodal item: OneLLM placeholder ids "
+                    f"{dict(config.placeholder_ids)} need their input items in multi_modal_data",
+                    parameter="prompt_token_ids")
+            prompt_input = dict(prompt_input)
+            prompt_input["prompt_token_ids"] = [0 if inside[i] else t for i, t in enumerate(ids)]
+        return original(self, prompt_input, prompt_type=prompt_type)
+
+    _validate_model_input._onellm_wrapped = True
+    InputProcessor._validate_model_input = _validate_model_input

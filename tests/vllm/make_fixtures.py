@@ -1,0 +1,181 @@
+"""Fixtures for the vLLM tests, made in the MAIN environment (open_clip, torchvision, transformers 5.23):
+
+    .venv/bin/python tests/vllm/make_fixtures.py --out DIR [--preset tiny] [--requests 64]
+
+writes DIR/fixtures.json plus
+  DIR/world/      the synthetic world's test split (``onellm synth``): files for all eight modalities
+  DIR/model/      a model directory (``onellm init``; LM head sharpened so greedy decoding has clear winners)
+  DIR/requests.jsonl  the world's requests plus multi-input ones (video + audio, image + audio, point + imu)
+  DIR/hf_answers.jsonl  the HF path's answers (``onellm infer --temperature 0 --dtype fp32``)
+  DIR/reference.safetensors  per modality: one loaded input and its ``encode_modality`` block
+fixtures.json records, per request, its question, inputs, text prompt ids and the HF path's greedy token ids
+(captured from the very ``generate`` call ``onellm infer`` makes).
+
+The CPU attention of vLLM supports head sizes 32, 64, 80, ... only, so the tiny preset's LLM gets 2 heads of 32.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+# head size 32 (vLLM's CPU attention has no 16); every preset keeps its other dimensions
+PRESET_OVERRIDES = {"tiny": ["llm.num_heads=2", "llm.num_kv_heads=2"], "small": [], "quickstart": []}
+EXTRA_PROMPTS = ["What happens here?", "Describe what you see and hear.", "What is shown?", "Describe it."]
+
+
+def _extra_records(world: Path, count: int) -> list[dict]:
+    """Multi-input requests built from the world's files: video + audio first, then image + audio, point + imu."""
+    rows = [json.loads(line) for line in (world / "requests.jsonl").read_text().splitlines() if line.strip()]
+    by_mod: dict[str, list[dict]] = {}
+    for r in rows:
+        if len(r["inputs"]) == 1:
+            inp = r["inputs"][0]
+            if inp not in by_mod.setdefault(inp["modality"], []):
+                by_mod[inp["modality"]].append(inp)
+    pairs = [("video", "audio"), ("image", "audio"), ("point", "imu"), ("audio", "video")]
+    out = []
+    k = 0
+    while len(out) < count:
+        a, b = pairs[(k // 4) % len(pairs)] if k >= 4 else pairs[0]
+        xa, xb = by_mod[a][k % len(by_mod[a])], by_mod[b][(k + 1) % len(by_mod[b])]
+        out.append({"id": f"{a}+{b}-{k:03d}", "inputs": [xa, xb], "prompt": EXTRA_PROMPTS[k % len(EXTRA_PROMPTS)]})
+        k += 1
+    return out
+
+
+def _absolute(inp: dict, base: Path) -> dict:
+    out = dict(inp)
+    for key in ("path", "rgb", "timestamps"):
+        if key in out and not Path(out[key]).is_absolute():
+            out[key] = str((base / out[key]).resolve())
+    return out
+
+
+def _sharpen(model_dir: Path, factor: float) -> None:
+    import torch
+
+    from onellm.checkpoint import load_model_directory, save_model_directory
+
+    model = load_model_directory(model_dir)
+    with torch.no_grad():
+        model.llm.lm_head.weight.mul_(factor)
+    save_model_directory(model, model_dir, tokenizer=model.tokenizer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--requests", type=int, default=64,
+                   help="requests with inputs (the world's, then multi-input ones); one text-only request is added")
+    p.add_argument("--per-modality", type=int, default=2)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--sharpen", type=float, default=4.0)
+    p.add_argument("--no-reference-ids", action="store_true", help="skip the HF run (benchmark fixtures)")
+    args = p.parse_args(argv)
+
+    import torch
+    from safetensors.torch import save_file
+
+    import onellm.inference as inference
+    from onellm.cli import main as cli
+    from onellm.data.datasets import RequestDataset, default_prompt
+    from onellm.data.loaders import load_modality
+    from onellm.data.manifest import read_manifest
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    world_root, model_dir = out / "world", out / "model"
+    t0 = time.perf_counter()
+    if cli(["synth", "--out", str(world_root), "--per-modality", str(args.per_modality), "--preset", args.preset,
+            "--split", "test", "--seed", "3"]) != 0:
+        raise SystemExit("onellm synth failed")
+    world = world_root / "test"
+    overrides = PRESET_OVERRIDES.get(args.preset, [])
+    init = ["init", "--preset", args.preset, "--out", str(model_dir), "--seed", "1"]
+    if cli(init + (["--set", *overrides] if overrides else [])) != 0:
+        raise SystemExit("onellm init failed")
+    if args.sharpen != 1:
+        _sharpen(model_dir, args.sharpen)
+
+    rows = [json.loads(line) for line in (world / "requests.jsonl").read_text().splitlines() if line.strip()]
+    rows = rows[: args.requests]
+    rows += _extra_records(world, args.requests - len(rows))
+    rows.append({"id": "text-only", "inputs": [], "prompt": "What is a red circle?"})  # no modality at all
+    for r in rows:
+        r["inputs"] = [_absolute(i, world) for i in r["inputs"]]
+    manifest = out / "requests.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    from onellm.checkpoint import load_model_directory
+
+    model = load_model_directory(model_dir)
+    records = read_manifest(manifest)
+    dataset = RequestDataset(records, model.tokenizer, model.config)
+    entries = []
+    for rec in records:
+        text_ids, _ = dataset.text(rec)
+        entries.append({"id": rec.id, "question": default_prompt(rec), "text_ids": [int(t) for t in text_ids],
+                        "inputs": [i.as_source() for i in rec.inputs],
+                        "modalities": [str(getattr(i.modality, "value", i.modality)) for i in rec.inputs]})
+
+    # per modality: one input loaded here and its block (checks the vLLM environment's loaders and encoder)
+    tensors = {}
+    with torch.no_grad():
+        for e in entries:
+            for src in e["inputs"]:
+                m = src["modality"]
+                if f"{m}.input" in tensors:
+                    continue
+                x = load_modality(m, src, train=False, config=model.config)
+                tensors[f"{m}.input"] = x.contiguous()
+                tensors[f"{m}.block"] = model.encode_modality(m, x[None])[0].contiguous()
+                tensors[f"{m}.source"] = torch.tensor(list(json.dumps(src).encode()), dtype=torch.uint8)
+    save_file(tensors, str(out / "reference.safetensors"))
+
+    hf_ids: dict[str, list[int]] = {}
+    if not args.no_reference_ids:
+        original = inference.generate
+
+        def capture(model_, batch, gen=None, *a, **kw):
+            result = original(model_, batch, gen, *a, **kw)
+            hf_ids.update({rid: [int(t) for t in ids] for rid, ids in zip(batch["ids"], result.token_ids)})
+            return result
+
+        inference.generate = capture
+        try:
+            answers = out / "hf_answers.jsonl"
+            answers.unlink(missing_ok=True)
+            if cli(["infer", "--model", str(model_dir), "--input", str(manifest), "--output", str(answers),
+                    "--temperature", "0", "--max-new-tokens", str(args.max_new_tokens), "--batch-size",
+                    str(args.batch_size), "--num-workers", "0", "--device", "cpu", "--dtype", "fp32"]) != 0:
+                raise SystemExit("onellm infer failed")
+        finally:
+            inference.generate = original
+        if set(hf_ids) != {e["id"] for e in entries}:
+            raise SystemExit(f"captured HF token ids for {len(hf_ids)} of {len(entries)} requests: the HF path no "
+                             f"longer goes through onellm.inference.generate; update tests/vllm/make_fixtures.py")
+        hf_answers = {r["id"]: r for r in map(json.loads, answers.read_text().splitlines())}
+        for e in entries:
+            e["hf_token_ids"] = hf_ids[e["id"]]
+            e["hf_answer"] = hf_answers[e["id"]].get("answer")
+    fixtures = {"model_dir": str(model_dir), "world": str(world), "manifest": str(manifest),
+                "reference": str(out / "reference.safetensors"), "preset": args.preset,
+                "max_new_tokens": args.max_new_tokens, "requests": entries,
+                "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "fixtures.json").write_text(json.dumps(fixtures, indent=1))
+    print(f"fixtures: {len(entries)} requests in {out} ({fixtures['seconds']} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
