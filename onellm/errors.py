@@ -79,11 +79,12 @@ def one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def naming(path: str | Path) -> Iterator[None]:
-    """Give an OSError raised without a file name (``write`` on a full disk, ``fsync``) the path it concerns."""
+def naming(path: str | Path, replace: bool = False) -> Iterator[None]:
+    """Give an OSError raised without a file name (``write`` on a full disk, ``fsync``) the path it concerns;
+    ``replace``: name ``path`` even when the error names another (a hidden temporary file inside it)."""
     try:
         yield
     except OSError as exc:
-        if exc.filename is None and exc.errno is not None:
+        if exc.errno is not None and (exc.filename is None or replace):
             raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
         raise

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..data.collate import move_batch
-from ..errors import TrainingDataError
+from ..errors import TrainingDataError, naming
 from ..model import OneLLM
 from .checkpoints import CheckpointManager
 from .data import TrainData, build_train_data
@@ -176,7 +176,8 @@ def train(recipe: Recipe, log=print) -> TrainResult:
                 "nothing to do (resume=never trains it again)")
             return done
     if acc.is_main_process:
-        atomic_write_json(out_dir / "recipe.json", recipe_to_dict(recipe))
+        with naming(out_dir, replace=True):  # the first write: a read-only or full output_dir is named as such
+            atomic_write_json(out_dir / "recipe.json", recipe_to_dict(recipe))
 
     model = OneLLM.from_pretrained(recipe.model)
     configure_trainable(model, recipe)
