@@ -67,3 +67,13 @@ def test_write_jsonl_is_atomic_and_roundtrips(tmp_path):
     write_jsonl(tmp_path / "o.jsonl", rows)
     assert [r.prompt for r in read_manifest(tmp_path / "o.jsonl")] == ["q0", "q1", "q2"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_utf8_bom_is_accepted_and_other_bytes_are_reported(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "caf\xc3\xa9"}\n{"id": "b", "prompt": "\xe9"}\n')
+    with pytest.raises(ManifestError) as err:
+        read_manifest(p)
+    assert err.value.problems == [(2, "not UTF-8 text: byte 0xe9 at column 24 (re-encode the file as UTF-8)")]
+    p.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "caf\xc3\xa9"}\n')
+    assert read_manifest(p)[0].prompt == "caf\u00e9"

@@ -395,6 +395,15 @@ def test_text_only_batches_with_a_frozen_llm_are_skipped(world, model_dir, tmp_p
     assert any("nothing trains on 'text'" in l for l in logs)
 
 
+def test_a_run_with_nothing_to_learn_stops_with_a_message(world, model_dir, tmp_path, capsys):
+    manifest = tmp_path / "gone.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"g{k}", "inputs": [{"modality": "image", "path": f"g{k}.png"}],
+                                            "caption": "a red circle"}) + "\n" for k in range(4)))
+    path = recipe_file(tmp_path / "r.yaml", world, model_dir, tmp_path / "run", datasets=[{"manifest": str(manifest)}])
+    err = one_line_error(capsys, ["train", str(path)], "nothing to learn", "more than an epoch")
+    assert "Traceback" not in err and not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_step_planner_weights_and_boundary():
     from types import SimpleNamespace
 
