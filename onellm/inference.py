@@ -131,14 +131,35 @@ def run_inference(model, records: Sequence[Record], output: str | Path, batch_si
 def _answer(model, records: list[Record], output: Path, part: Path, rank: int, world: int, batch_size: int,
             gen: GenerationConfig, num_workers: int, template: str, progress: bool,
             extra_fields: Callable[[Record], dict[str, Any]] | None) -> InferenceSummary:
-    from tqdm import tqdm
-
-    from .data.collate import move_batch
-
     summary = InferenceSummary(total=len(records))
+    todo = _remaining(records, output, part, rank, world, summary)
+    start = time.perf_counter()
+    writer = JsonlAppender(part)
+    try:
+        checker = RequestDataset(todo, model.tokenizer, model.config, template=template)
+        rejected = [(r.id, p) for r in todo if (p := request_problem(checker, r)) is not None]
+        if rejected:  # before the DataLoader: a bad request is its error line, never a dead loader worker
+            writer.write([{"id": rid, "error": err} for rid, err in rejected])
+            summary.failed += len(rejected)
+            summary.errors += rejected
+            bad = {rid for rid, _ in rejected}
+            todo = [r for r in todo if r.id not in bad]
+        if todo:
+            _generate_all(model, todo, writer, summary, batch_size, gen, num_workers, template,
+                          progress and rank == 0, extra_fields, start)
+    finally:
+        writer.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _remaining(records: list[Record], output: Path, part: Path, rank: int, world: int,
+               summary: InferenceSummary) -> list[Record]:
+    """This rank's requests without a line yet; repairs a torn tail (the caller holds the lock) and reports bad
+    lines and what earlier runs answered."""
     merged = scan_output(output)  # every rank sees the same merged output: the sharding agrees across ranks
     if part == output:
-        repair(part, merged)  # under the lock: drop a torn last line before appending
+        repair(part, merged)
     summary.warnings += merged.warnings(output)
     ids = {r.id for r in records}
     summary.answered_before = len(ids & merged.answered)
@@ -154,54 +175,44 @@ def _answer(model, records: list[Record], output: Path, part: Path, rank: int, w
     summary.skipped = len(records) - len(todo) if world == 1 else len(merged.done & ids)
     for line in summary.warnings:
         print(f"WARNING: {line}", file=sys.stderr)
+    return todo
+
+
+def _generate_all(model, todo: list[Record], writer: JsonlAppender, summary: InferenceSummary, batch_size: int,
+                  gen: GenerationConfig, num_workers: int, template: str, progress: bool,
+                  extra_fields: Callable[[Record], dict[str, Any]] | None, start: float) -> None:
+    from tqdm import tqdm
+
+    from .data.collate import move_batch
+
     by_id = {r.id: r for r in todo}
     device = next(model.parameters()).device
     dtype = next(model.upm.parameters()).dtype
-    start = time.perf_counter()
-    writer = JsonlAppender(part)
-    try:
-        checker = RequestDataset(todo, model.tokenizer, model.config, template=template)
-        rejected = [(r.id, p) for r in todo if (p := request_problem(checker, r)) is not None]
-        if rejected:
-            writer.write([{"id": rid, "error": err} for rid, err in rejected])
-            summary.failed += len(rejected)
-            summary.errors += rejected
-            bad = {rid for rid, _ in rejected}
-            todo = [r for r in todo if r.id not in bad]
-        if todo:
-            dataset = RequestDataset(todo, model.tokenizer, model.config, template=template)
-            loader = DataLoader(dataset, batch_sampler=_length_batches(dataset, batch_size), num_workers=num_workers,
-                                collate_fn=Collator(pad_id=model.config.llm.pad_token_id, padding_side="left",
-                                                    with_labels=False),
-                                persistent_workers=False, prefetch_factor=2 if num_workers else None)
-            # the bar only on a terminal (disable=None): logs and a one-line error stay free of bar fragments
-            bar = tqdm(total=len(todo), disable=None if progress and rank == 0 else True, unit="req",
-                       dynamic_ncols=True)
-            try:
-                for batch in loader:
-                    rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
-                    summary.failed += len(rows)
-                    summary.errors += batch["failed"]
-                    if batch["ids"]:
-                        t0 = time.perf_counter()
-                        out = generate(model, move_batch(batch, device, dtype), gen)
-                        took = time.perf_counter() - t0
-                        for rid, text in zip(batch["ids"], out.texts):
-                            row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
-                            if extra_fields is not None:
-                                row.update(extra_fields(by_id[rid]))
-                            rows.append(row)
-                        summary.done += len(batch["ids"])
-                    writer.write(rows)
-                    bar.update(len(rows))
-                    elapsed = time.perf_counter() - start
-                    bar.set_postfix(samples_per_s=f"{(summary.done + summary.failed) / max(elapsed, 1e-9):.2f}")
-            finally:
-                bar.close()
-    finally:
-        writer.close()
-    summary.seconds = time.perf_counter() - start
-    return summary
+    dataset = RequestDataset(todo, model.tokenizer, model.config, template=template)
+    loader = DataLoader(dataset, batch_sampler=_length_batches(dataset, batch_size), num_workers=num_workers,
+                        collate_fn=Collator(pad_id=model.config.llm.pad_token_id, padding_side="left",
+                                            with_labels=False),
+                        persistent_workers=False, prefetch_factor=2 if num_workers else None)
+    # the bar only on a terminal (disable=None): logs and a one-line error stay free of bar fragments
+    with tqdm(total=len(todo), disable=None if progress else True, unit="req", dynamic_ncols=True) as bar:
+        for batch in loader:
+            rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
+            summary.failed += len(rows)
+            summary.errors += batch["failed"]
+            if batch["ids"]:
+                t0 = time.perf_counter()
+                out = generate(model, move_batch(batch, device, dtype), gen)
+                took = time.perf_counter() - t0
+                for rid, text in zip(batch["ids"], out.texts):
+                    row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
+                    if extra_fields is not None:
+                        row.update(extra_fields(by_id[rid]))
+                    rows.append(row)
+                summary.done += len(batch["ids"])
+            writer.write(rows)
+            bar.update(len(rows))
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(samples_per_s=f"{(summary.done + summary.failed) / max(elapsed, 1e-9):.2f}")
 
 
 def _merge_parts(output: Path, world: int, rank: int) -> None:
