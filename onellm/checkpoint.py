@@ -1,8 +1,12 @@
-"""Model directories: ``config.json`` + safetensors weights (sharded when large) + tokenizer files.
+"""Model directories, HuggingFace layout: ``config.json`` (``model_type: onellm``, ``auto_map``), safetensors weights
+(``model.safetensors`` or HF's ``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``), the
+processor's files (tokenizer, ``processor_config.json``), the remote code and a model card.
 
-Saving is atomic (written to a temporary sibling directory, then swapped in); loading is strict (a missing or
-unexpected key is an error listing them) and memory-lean: the model is built on the meta device and each shard is
-assigned in place, so a 7B model never exists twice in memory.
+Saving is atomic (written to a temporary sibling directory, fsynced, then swapped in); loading is strict (a missing
+or unexpected key is an error listing them) and memory-lean: the model is built on the meta device and each shard is
+assigned in place, so a 7B model never exists twice in memory. Directories written before the model was HF-native
+(``"format": "onellm-v1"`` in ``config.json``, flat input fields, no processor config) load in place, unchanged:
+their weight names are the same.
 """
 from __future__ import annotations
 
@@ -128,19 +132,25 @@ def weight_files(directory: Path) -> list[Path]:
     raise CheckpointError(f"{directory}: no {WEIGHTS_FILE} or {INDEX_FILE}")
 
 
-def save_model_directory(model, directory: str | Path, max_shard_size: int | str = "5GB",
-                         state_dict: Mapping[str, torch.Tensor] | None = None, tokenizer=None) -> Path:
-    """Write ``config.json``, weights and tokenizer files of ``model`` to ``directory`` atomically."""
+def save_model_directory(model, directory: str | Path, processor=None, max_shard_size: int | str = "5GB",
+                         state_dict: Mapping[str, torch.Tensor] | None = None, **kwargs) -> Path:
+    """Write a model directory atomically (written to a temporary sibling, fsynced, then swapped in):
+    ``config.json`` with ``auto_map``, HF-sharded safetensors weights, the processor's files (tokenizer,
+    ``processor_config.json``), the remote code (``onellm.hf_export``) and a model card (``README.md``)."""
+    from .hf_export import AUTO_MAP, export_remote_code
+    from .model_card import write_model_card
+
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    state = state_dict if state_dict is not None else model.state_dict()
-    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    config = model.config
+    config.auto_map = dict(AUTO_MAP)
+    config.architectures = ["OneLLMForConditionalGeneration"]
     with atomic_directory(directory) as tmp:
-        config = model.config.to_dict()
-        (tmp / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, **config}, indent=2) + "\n")
-        write_weights(tmp, state.items(), max_shard_size)
-        if tokenizer is not None:
-            tokenizer.save(tmp)
+        model.save_weights_and_config(tmp, max_shard_size=max_shard_size, state_dict=state_dict,
+                                      safe_serialization=True, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(tmp)
+        export_remote_code(tmp)
+        write_model_card(tmp, config, has_processor=processor is not None)
     return directory
 
 
@@ -149,9 +159,12 @@ def read_config(directory: str | Path) -> OneLLMConfig:
     if not path.exists():
         raise _not_a_model_dir(Path(directory))
     data = _read_json(path)
-    fmt = data.pop("format", FORMAT)
-    if fmt != FORMAT:
+    fmt = data.pop("format", None)  # directories written before the model was HF-native say "onellm-v1"
+    if fmt is not None and fmt != FORMAT:
         raise CheckpointError(f"{path}: unsupported format {fmt!r} (expected {FORMAT!r})")
+    if fmt is None and data.get("model_type") != OneLLMConfig.model_type:
+        raise CheckpointError(f"{path}: not a OneLLM config (model_type {data.get('model_type')!r}, expected "
+                              f"{OneLLMConfig.model_type!r})")
     try:
         return OneLLMConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
@@ -173,10 +186,11 @@ def _rebuild_buffers(model, device: torch.device) -> None:
 def load_model_directory(directory: str | Path, device: str | torch.device | None = None,
                          dtype: torch.dtype | None = None, config: OneLLMConfig | None = None,
                          adapter: str | Path | None = None):
-    """Build ``OneLLM`` from a model directory (strict), optionally with a LoRA adapter directory on top.
-    ``directory`` may itself be an adapter directory: its base model is loaded first."""
-    from .model import OneLLM
-    from .training.lora import base_of, is_adapter_dir, load_adapter
+    """Build ``OneLLMForConditionalGeneration`` from a model directory (strict), optionally with a LoRA adapter
+    directory on top. ``directory`` may itself be an adapter directory: its base model is loaded first. Reads the
+    HF-native layout and the one written before it (``"format": "onellm-v1"``, same weight names) alike."""
+    from .model.onellm import OneLLMForConditionalGeneration as OneLLM
+    from .adapters import base_of, is_adapter_dir, load_adapter
 
     directory = Path(directory)
     if is_adapter_dir(directory):
@@ -226,8 +240,13 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
         raise CheckpointError(f"{directory}: weights do not match the config:\n  " + "\n  ".join(parts))
     _rebuild_buffers(model, device)
     model.set_trainable()
-    if any(f.name.startswith("tokenizer") for f in directory.iterdir()):
-        from .data.text import load_tokenizer
-
-        model.tokenizer = load_tokenizer(directory)
     return model.eval()
+
+
+def write_config(directory: Path, config: OneLLMConfig) -> None:
+    """``config.json`` of a model directory written without a model object (the converter streams tensors)."""
+    from .hf_export import AUTO_MAP
+
+    config.auto_map = dict(AUTO_MAP)
+    config.architectures = ["OneLLMForConditionalGeneration"]
+    config.save_pretrained(str(directory))

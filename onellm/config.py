@@ -1,4 +1,4 @@
-"""Configuration of a OneLLM model: dataclasses with named presets.
+"""Configuration of a OneLLM model: a ``transformers`` config with dataclass sections and named presets.
 
 ``OneLLMConfig.preset("onellm-7b")`` has the exact dimensions of the released OneLLM-7B (spec §1);
 ``OneLLMConfig.preset("tiny")`` keeps the same structure at toy sizes (tests, CPU demos);
@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from transformers import PretrainedConfig
 
 from .modalities import DEFAULT_MODALITIES, parse_modalities
 from .modalities import get as modality_definition
@@ -186,40 +188,119 @@ def _is_legacy_inputs(data: Mapping[str, Any]) -> bool:
     return any(not isinstance(v, Mapping) for v in data.values())
 
 
-@dataclass
-class OneLLMConfig:
+def _section(cls: type, value: Any, name: str) -> Any:
+    """A config section from its dataclass, a dict of its fields (unknown fields are an error) or None (defaults)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"config section {name!r} must be an object, got {value!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    bad = set(value) - known
+    if bad:
+        raise ValueError(f"unknown keys in config section {name!r}: {sorted(bad)}")
+    return cls(**value)
+
+
+_SECTIONS = {"vision": VisionConfig, "upm": UPMConfig, "llm": LLMConfig}
+# Our own fields: every one of them is always written to config.json (HF's diff against defaults is not applied).
+_OWN_FIELDS = ("name", "vision", "upm", "llm", "inputs", "modalities", "max_seq_len", "legacy_kv_offset",
+               "legacy_prompt", "activation_checkpointing")
+
+
+class OneLLMConfig(PretrainedConfig):
+    """A OneLLM model: the shared CLIP tower (``vision``), the UPM (``upm``), the LLaMA decoder (``llm``), the input
+    geometry of each modality (``inputs.<modality>``) and the model's own modalities (``modalities``).
+
+    A ``transformers`` config (``model_type = "onellm"``): ``config.json`` of a model directory, ``AutoConfig``.
+    ``OneLLMConfig.preset("onellm-7b")`` has the exact dimensions of the released OneLLM-7B (spec §1);
+    ``"tiny"`` keeps the same structure at toy sizes (tests, CPU demos); ``"small"`` is big enough that matrix
+    multiplies dominate on a CPU (benchmarks); ``"quickstart"`` is the quickstart's miniature.
+    Configs written before it became a ``transformers`` config (``"format": "onellm-v1"``, flat ``inputs``, no
+    ``modalities``) load unchanged and mean the released eight modalities.
+    """
+
+    model_type = "onellm"
+
     name: str = "custom"
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    upm: UPMConfig = field(default_factory=UPMConfig)
-    llm: LLMConfig = field(default_factory=LLMConfig)
-    inputs: InputsConfig = field(default_factory=InputsConfig)
+    vision: Any = None
+    upm: Any = None
+    llm: Any = None
+    inputs: Any = None
     # The model's own modalities, in order: it has tokenizers and UPM parts for these and no others.
-    modalities: list[str] = field(default_factory=lambda: list(DEFAULT_MODALITIES))
+    modalities: Any = None
     max_seq_len: int = 2048  # text tokens + modality blocks per sequence
     # Reproduce the released scripts' generation bug: KV cache offset by 30 instead of 32 (spec §1.7, §7.1).
     legacy_kv_offset: bool = False
     # Inference prompt "###Human:" (released scripts) instead of the training template's "### Human:" (§3.8).
     legacy_prompt: bool = False
-    # Gradient checkpointing of expert and LLM blocks (training only).
-    gradient_checkpointing: bool = False
+    # Activation (gradient) checkpointing of expert and LLM blocks (training only).
+    activation_checkpointing: bool = False
 
-    def __post_init__(self) -> None:
-        if isinstance(self.inputs, Mapping):
-            self.inputs = InputsConfig(self.inputs)
-        self.modalities = parse_modalities(self.modalities)
+    def __post_init__(self, **kwargs: Any) -> None:
+        kwargs.pop("format", None)  # the pre-transformers model-directory format tag
+        if "gradient_checkpointing" in kwargs:  # its name before: HF's own post-init would consume that key
+            self.activation_checkpointing = bool(kwargs.pop("gradient_checkpointing"))
+        for key, cls in _SECTIONS.items():
+            setattr(self, key, _section(cls, getattr(self, key), key))
+        inputs = self.inputs
+        if inputs is None:
+            inputs = InputsConfig()
+        elif isinstance(inputs, Mapping):
+            inputs = InputsConfig(InputsConfig.from_legacy(inputs) if _is_legacy_inputs(inputs) else inputs)
+        elif not isinstance(inputs, InputsConfig):
+            raise ValueError(f"config section 'inputs' must be an object, got {inputs!r}")
+        self.inputs = inputs
+        self.modalities = parse_modalities(self.modalities, default=DEFAULT_MODALITIES)
         if not self.modalities:
             raise ValueError("a OneLLM config needs at least one modality")
         self.inputs.ensure(self.modalities)
         self.inputs.restrict(self.modalities)
+        super().__post_init__(**kwargs)
 
+    # Modalities and their placeholder tokens --------------------------------------------------------------
     def add_modalities(self, names: Iterable[str]) -> list[str]:
-        """Append modalities (with their default input sections); returns the ones that were new."""
+        """Append modalities (with their default input sections); returns the ones that were new. Placeholder ids
+        of the existing modalities do not change (new ones are appended)."""
         added = [m for m in parse_modalities(names) if m not in self.modalities]
-        self.modalities += added
+        self.modalities = self.modalities + added
         self.inputs.ensure(added)
         return added
 
-    # ----------------------------------------------------------------------------------------------------
+    def placeholder_token_id(self, modality: str) -> int:
+        """The id that marks ``modality``'s block positions in ``input_ids``: ``llm.vocab_size + index`` in
+        ``modalities``. It is outside the LLM's vocabulary, so it is never embedded: the model replaces the
+        embeddings of those positions with the encoded block."""
+        name = resolve_modality(modality)
+        if name not in self.modalities:
+            raise ValueError(f"this model has no {name!r} modality (its modalities: {', '.join(self.modalities)})")
+        return self.llm.vocab_size + self.modalities.index(name)
+
+    @property
+    def placeholder_token_ids(self) -> dict[str, int]:
+        return {m: self.placeholder_token_id(m) for m in self.modalities}
+
+    @property
+    def block_length(self) -> int:
+        """Positions one modality input takes in the LLM sequence: start tag + K tokens + end tag."""
+        return self.upm.num_tokens + 2
+
+    @property
+    def text_config(self):
+        """The decoder's ``LlamaConfig`` (what ``transformers`` asks for as the text config of a composite model);
+        one object per LLM section, so settings HF writes on it (attention implementation) stay."""
+        key = json.dumps(dataclasses.asdict(self.llm), sort_keys=True)
+        cached = self.__dict__.get("_text_config")
+        if cached is None or cached[0] != key:
+            cached = (key, self.llm.to_hf())
+            self.__dict__["_text_config"] = cached
+        return cached[1]
+
+    def get_text_config(self, decoder=None, encoder=None):
+        return self.text_config
+
+    # Presets and overrides ------------------------------------------------------------------------------
     @staticmethod
     def preset(name: str, **overrides: Any) -> "OneLLMConfig":
         """A named configuration; keyword overrides use dotted names, e.g. ``**{"llm.vocab_size": 1000}``."""
@@ -250,6 +331,8 @@ class OneLLMConfig:
                 raise KeyError(f"config has no field {dotted!r}: {parts[1]!r} is not one of this model's "
                                f"modalities with input fields ({', '.join(self.inputs.to_dict()) or 'none'})")
             parts = parts[2:]
+        elif parts[0] not in _OWN_FIELDS:
+            raise KeyError(f"config has no field {dotted!r}")
         else:
             obj = self
         *path, last = parts
@@ -257,49 +340,32 @@ class OneLLMConfig:
             obj = getattr(obj, part)
         if not hasattr(obj, last):
             raise KeyError(f"config has no field {dotted!r}")
-        setattr(obj, last, value)
         if obj is self and last == "modalities":
-            self.__post_init__()
+            value = parse_modalities(value)
+            self.inputs.ensure(value)
+            self.inputs.restrict(value)
+        setattr(obj, last, value)
 
+    # Serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, InputsConfig):
-                out[f.name] = value.to_dict()
-            elif dataclasses.is_dataclass(value):
-                out[f.name] = dataclasses.asdict(value)
-            else:
-                out[f.name] = copy.deepcopy(value)
+        out = super().to_dict()
+        out.pop("_text_config", None)
+        for key in _SECTIONS:
+            out[key] = dataclasses.asdict(getattr(self, key))
+        out["inputs"] = self.inputs.to_dict()
+        out["modalities"] = list(self.modalities)
         return out
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "OneLLMConfig":
-        """Build from ``to_dict`` output; also reads configs written before the registry (no ``modalities``: the
-        released eight; flat ``inputs`` names)."""
-        data = dict(data)
-        sections = {"vision": VisionConfig, "upm": UPMConfig, "llm": LLMConfig}
-        kwargs: dict[str, Any] = {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        for key, value in data.items():
-            if key in sections:
-                sub = sections[key]
-                sub_known = {f.name for f in dataclasses.fields(sub)}
-                bad = set(value) - sub_known
-                if bad:
-                    raise ValueError(f"unknown keys in config section {key!r}: {sorted(bad)}")
-                kwargs[key] = sub(**value)
-            elif key == "inputs":
-                if not isinstance(value, Mapping):
-                    raise ValueError(f"config section 'inputs' must be an object, got {value!r}")
-                nested = InputsConfig.from_legacy(value) if _is_legacy_inputs(value) else value
-                kwargs[key] = InputsConfig(nested)
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+    def to_diff_dict(self) -> dict[str, Any]:
+        out = super().to_diff_dict()
+        full = self.to_dict()
+        out.update({k: full[k] for k in _OWN_FIELDS})
+        return out
+
+    def own_dict(self) -> dict[str, Any]:
+        """Only OneLLM's own fields (no ``transformers`` bookkeeping): what identifies the architecture."""
+        full = self.to_dict()
+        return {k: full[k] for k in _OWN_FIELDS}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -310,6 +376,11 @@ class OneLLMConfig:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (json.JSONDecodeError, ValueError, TypeError) as exc:
             raise ValueError(f"{path}: invalid OneLLM config: {exc}") from exc
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OneLLMConfig) and self.own_dict() == other.own_dict()
+
+    __hash__ = None  # mutable
 
     # Derived sizes -------------------------------------------------------------------------------------
     @property

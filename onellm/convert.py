@@ -22,7 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from .checkpoint import CONFIG_FILE, FORMAT, atomic_directory, write_weights
+from .checkpoint import CONFIG_FILE, atomic_directory, write_config, write_weights
+from .hf_export import export_remote_code
+from .model_card import write_model_card
 from .config import OneLLMConfig
 from .modalities import DEFAULT_MODALITIES
 from .modalities import get as modality_definition
@@ -337,6 +339,7 @@ def convert_checkpoint(official: Sequence[str | Path], tokenizer: str | Path, ou
     """
     from .data.text import load_tokenizer
     from .model import OneLLM
+    from .processing import OneLLMProcessor
 
     config = config or official_config()
     if dtype not in DTYPES:
@@ -390,11 +393,13 @@ def convert_checkpoint(official: Sequence[str | Path], tokenizer: str | Path, ou
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out) as tmp:
-        (tmp / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, **config.to_dict()}, indent=2) + "\n")
+        write_config(tmp, config)
         weights = write_weights(tmp, converted(), max_shard_size, metadata={"converted_by": "onellm.convert"})
-        text_tokenizer.save(tmp)
+        OneLLMProcessor.for_config(config, text_tokenizer).save_pretrained(tmp)
+        export_remote_code(tmp)
+        write_model_card(tmp, config)
         report = {
-            "format": FORMAT, "sources": infos, "target_config": config.name, "dtype": dtype,
+            "format": "transformers (model_type onellm)", "sources": infos, "target_config": config.name, "dtype": dtype,
             "dtypes_written": dict(dtypes),
             "keys": {"source": len(sources), "converted": len(plan.entries), "dropped": len(plan.dropped)},
             "keys_per_part": dict(parts),

@@ -1,4 +1,5 @@
-"""Text generation from a OneLLM batch: HF ``generate`` on ``inputs_embeds`` with left padding and a KV cache.
+"""Text generation: HF ``GenerationMixin.generate`` on the processor's batch (placeholder ids in ``input_ids``), with
+left padding and a KV cache; plus the released scripts' decoding behind ``config.legacy_kv_offset``.
 
 Decoding follows the released scripts (spec §1.7): temperature 0.1 and top-p 0.75 by default (``temperature=0``
 is greedy), stop at EOS or at the template separator "###", answer = the new text up to the separator.
@@ -6,23 +7,26 @@ is greedy), stop at EOS or at the template separator "###", answer = the new tex
 ``config.legacy_kv_offset`` reproduces the released decoding bug bit for bit: after the prefill, the original
 wrote each new token's K/V 2 slots too early (offset 30 instead of 32), overwriting the last two prompt
 positions, and gave it RoPE positions 2 too small. That equals masking those two prompt positions out after the
-prefill and shifting new positions by -2, which :func:`_legacy_decode` does in its own decoding loop.
+prefill and shifting new positions by -2, which :func:`legacy_decode` does in its own decoding loop.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
+from transformers import StoppingCriteria
 
-from .data.template import SEPARATOR, extract_answer
+from .data.template import SEPARATOR
 
 LEGACY_SHIFT = 2  # start + end tags the released code forgot to count (cache_image_words = 30, not 32)
 
 
 @dataclass
 class GenerationConfig:
+    """Sampling options of ``onellm infer`` / ``chat`` / ``eval`` (the released defaults)."""
+
     max_new_tokens: int = 128
     temperature: float = 0.1
     top_p: float = 0.75
@@ -42,112 +46,155 @@ class GenerationOutput:
     logits: list[torch.Tensor] | None = None  # per step (B, V), when requested
 
 
-def _hf_kwargs(model, gen: GenerationConfig) -> dict[str, Any]:
-    llm_cfg = model.config.llm
+class StopOnStrings(StoppingCriteria):
+    """Stops a sequence once its generated text contains a stop string (the template separator "###").
+
+    Only the new tokens are decoded (the last ``window`` of them: a stop string appears at most a few tokens back
+    from the step that completes it, and earlier steps were checked already), so the prompt's placeholder ids
+    never reach the tokenizer."""
+
+    def __init__(self, decode, prompt_length: int, stop_strings: Sequence[str], window: int = 8):
+        self.decode, self.prompt_length, self.stops, self.window = decode, prompt_length, tuple(stop_strings), window
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None = None,
+                 **kwargs: Any) -> torch.BoolTensor:
+        tails = input_ids[:, self.prompt_length:][:, -self.window:].tolist()
+        done = [any(s in self.decode(t) for s in self.stops) for t in tails]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def hf_generate_kwargs(model, gen: GenerationConfig, processor=None, prompt_length: int = 0) -> dict[str, Any]:
+    """``model.generate`` keyword arguments for our sampling options."""
+    llm = model.config.llm
     kwargs: dict[str, Any] = dict(max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens,
-                                  eos_token_id=llm_cfg.eos_token_id,
-                                  pad_token_id=llm_cfg.pad_token_id, bos_token_id=llm_cfg.bos_token_id)
+                                  eos_token_id=llm.eos_token_id, pad_token_id=llm.pad_token_id,
+                                  bos_token_id=llm.bos_token_id)
     if gen.greedy:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
         kwargs.update(do_sample=True, temperature=gen.temperature, top_p=gen.top_p, top_k=None)
-    if gen.stop_strings and model.tokenizer is not None:
-        kwargs.update(stop_strings=list(gen.stop_strings), tokenizer=model.tokenizer.hf)
+    if gen.stop_strings and processor is not None:
+        kwargs["stopping_criteria"] = [StopOnStrings(processor.decode, prompt_length, gen.stop_strings)]
     return kwargs
 
 
-def _finish(model, sequences: torch.Tensor) -> tuple[list[str], list[str], list[list[int]]]:
+def _finish(model, processor, new_tokens: torch.Tensor) -> tuple[list[str], list[str], list[list[int]]]:
     eos, pad = model.config.llm.eos_token_id, model.config.llm.pad_token_id
     ids = []
-    for row in sequences.tolist():
+    for row in new_tokens.tolist():
         row = row[: row.index(eos)] if eos in row else row
         while row and row[-1] == pad:  # finished early on a stop string: the rest is padding
             row.pop()
         ids.append(row)
-    if model.tokenizer is None:
+    if processor is None:
         return ["" for _ in ids], ["" for _ in ids], ids
-    raw = [model.tokenizer.decode(x) for x in ids]
-    return [extract_answer(r) for r in raw], raw, ids
+    raw = [processor.decode(x) for x in ids]
+    return [r.split(SEPARATOR)[0].strip() for r in raw], raw, ids
 
 
 @torch.no_grad()
-def generate(model, batch: Mapping[str, Any], gen: GenerationConfig | None = None,
+def generate(model, processor, inputs: Mapping[str, Any], gen: GenerationConfig | None = None,
              output_logits: bool = False, streamer=None) -> GenerationOutput:
-    """Generate for a left-padded batch (``Collator(padding_side="left")``); see module docstring."""
+    """Answers for a left-padded batch (``processor(...)`` or ``processor.collate(samples)`` on the model's device).
+
+    ``inputs`` holds ``input_ids``, ``attention_mask`` and the modality inputs; any ``labels`` are ignored."""
     gen = gen or GenerationConfig()
-    mask = batch["attention_mask"]
+    inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    mask = inputs["attention_mask"]
     if mask.shape[0] > 1 and not bool(mask[:, -1].all()):
         raise ValueError("generation needs a left-padded batch (collate with padding_side='left')")
-    embeds = model.build_inputs_embeds(batch)
-    if model.config.legacy_kv_offset:
-        return _legacy_decode(model, batch, embeds, gen, output_logits)
-    out = model.llm.generate(inputs_embeds=embeds, attention_mask=mask, return_dict_in_generate=True,
-                             output_logits=output_logits, streamer=streamer, **_hf_kwargs(model, gen))
-    texts, raw, ids = _finish(model, out.sequences)
+    prompt_length = inputs["input_ids"].shape[1]
+    out = model.generate(**inputs, return_dict_in_generate=True, output_logits=output_logits, streamer=streamer,
+                         **hf_generate_kwargs(model, gen, processor, prompt_length))
+    texts, raw, ids = _finish(model, processor, out.sequences[:, prompt_length:])
     return GenerationOutput(texts, raw, ids, list(out.logits) if output_logits else None)
 
 
-def _next_token(logits: torch.Tensor, gen: GenerationConfig) -> torch.Tensor:
-    if gen.greedy:
+def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float | None, top_p: float | None
+                ) -> torch.Tensor:
+    if not do_sample:
         return logits.argmax(-1)
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-    scores = TopPLogitsWarper(gen.top_p)(None, TemperatureLogitsWarper(gen.temperature)(None, logits.float()))
+    scores = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits.float()))
     return torch.multinomial(torch.softmax(scores, -1), 1)[:, 0]
 
 
-def _legacy_decode(model, batch, embeds: torch.Tensor, gen: GenerationConfig, output_logits: bool) -> GenerationOutput:
+@torch.no_grad()
+def legacy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int = 128,
+                  do_sample: bool = False, temperature: float | None = None, top_p: float | None = None,
+                  stopping_criteria: Sequence[StoppingCriteria] = (), eos_token_id: int | None = None,
+                  pad_token_id: int | None = None, output_logits: bool = False, streamer=None,
+                  return_dict_in_generate: bool = True, **kwargs: Any):
     """The released decoding: after the prefill, the last two prompt positions of every sample that carries a
-    modality block are invisible and new positions are 2 smaller (spec §1.7, §7.1)."""
+    modality block are invisible and new positions are 2 smaller (spec §1.7, §7.1). Returns what HF's generate
+    returns (``.sequences`` = prompt + new tokens, ``.logits`` per step when asked)."""
+    from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("min_new_tokens", "bos_token_id", "top_k", "use_cache")}
     llm = model.llm
-    mask = batch["attention_mask"].clone()
+    mask = attention_mask.clone()
     B, S = mask.shape
-    has_block = batch["modality_mask"].any(-1)  # (B,)
+    has_block = (input_ids >= model.config.llm.vocab_size).any(-1)  # (B,) placeholder ids are out of vocabulary
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    embeds = model.embed_inputs(input_ids, kwargs)
     out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, logits = out.past_key_values, out.logits[:, -1]
     shift = has_block.long() * LEGACY_SHIFT  # (B,)
     mask[has_block, S - LEGACY_SHIFT:] = 0  # the overwritten K/V slots are never attended again
     next_pos = positions[:, -1] + 1 - shift  # (B,)
-    eos, pad = model.config.llm.eos_token_id, model.config.llm.pad_token_id
+    eos = model.config.llm.eos_token_id if eos_token_id is None else eos_token_id
+    pad = model.config.llm.pad_token_id if pad_token_id is None else pad_token_id
     done = torch.zeros(B, dtype=torch.bool, device=mask.device)
     tokens, all_logits = [], []
-    for step in range(gen.max_new_tokens):
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    for step in range(max_new_tokens):
         if output_logits:
             all_logits.append(logits.float())
-        tok = _next_token(logits, gen)
+        tok = _next_token(logits, do_sample, temperature, top_p)
         tok = torch.where(done, torch.full_like(tok, pad), tok)
         tokens.append(tok)
+        if streamer is not None:
+            streamer.put(tok.cpu())
         done |= tok == eos
-        if model.tokenizer is not None and gen.stop_strings:
-            seqs = torch.stack(tokens, 1).tolist()
-            done |= torch.tensor([any(s in model.tokenizer.decode(x) for s in gen.stop_strings) for x in seqs],
-                                 device=done.device)
-        if bool(done.all()) or step == gen.max_new_tokens - 1:
+        sequences = torch.cat([input_ids, torch.stack(tokens, 1)], 1)
+        for criterion in stopping_criteria:
+            done |= criterion(sequences, None)
+        if bool(done.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], 1)
         out = llm(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos[:, None],
                   past_key_values=cache, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1]
         next_pos = next_pos + 1
-    texts, raw, ids = _finish(model, torch.stack(tokens, 1))
-    return GenerationOutput(texts, raw, ids, all_logits if output_logits else None)
+    if streamer is not None:
+        streamer.end()
+    sequences = torch.cat([input_ids, torch.stack(tokens, 1)], 1)
+    if not return_dict_in_generate:
+        return sequences
+    return GenerateDecoderOnlyOutput(sequences=sequences, logits=tuple(all_logits) if output_logits else None)
 
 
-def stream_generate(model, batch: Mapping[str, Any], gen: GenerationConfig | None = None) -> Iterator[str]:
-    """Yield text pieces of a single conversation as they are generated (stops before the separator)."""
+def stream_generate(model, processor, inputs: Mapping[str, Any], gen: GenerationConfig | None = None,
+                    stop_event: threading.Event | None = None) -> Iterator[str]:
+    """Yield text pieces of one conversation as they are generated (stops before the separator). Setting
+    ``stop_event`` ends the generation after the current token."""
     from transformers import TextIteratorStreamer
 
-    if model.tokenizer is None:
-        raise ValueError("streaming needs the model's tokenizer")
-    if batch["input_ids"].shape[0] != 1:
+    if inputs["input_ids"].shape[0] != 1:
         raise ValueError("streaming takes one conversation at a time")
-    streamer = TextIteratorStreamer(model.tokenizer.hf, skip_prompt=False, skip_special_tokens=True)
+    streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
     errors: list[BaseException] = []
+    gen = gen or GenerationConfig()
+    prompt_length = inputs["input_ids"].shape[1]
 
     def work():
         try:
-            generate(model, batch, gen, streamer=streamer)
+            kwargs = hf_generate_kwargs(model, gen, processor, prompt_length)
+            if stop_event is not None:
+                kwargs.setdefault("stopping_criteria", []).append(_EventStop(stop_event))
+            model.generate(**{k: v for k, v in inputs.items() if k != "labels"}, streamer=streamer, **kwargs)
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
             streamer.end()
@@ -172,3 +219,13 @@ def stream_generate(model, batch: Mapping[str, Any], gen: GenerationConfig | Non
     visible = text.split(SEPARATOR)[0].rstrip()
     if len(visible) > emitted:
         yield visible[emitted:]
+
+
+class _EventStop(StoppingCriteria):
+    """Stops every sequence once ``event`` is set (a UI's stop button, Ctrl-C in the chat)."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

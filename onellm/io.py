@@ -64,10 +64,13 @@ def fsync_dir(path: str | Path) -> None:
 
 
 def fsync_tree(root: str | Path) -> None:
-    """fsync every file and directory under ``root`` (before ``root`` is renamed into place)."""
+    """Give every file under ``root`` the umask's mode (libraries create some 0600) and fsync every file and
+    directory (before ``root`` is renamed into place)."""
     root = Path(root)
+    mode = file_mode()
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
+            os.chmod(Path(dirpath) / name, mode)
             fsync_file(Path(dirpath) / name)
         fsync_dir(dirpath)
 

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from onellm import OneLLM, OneLLMConfig
-from onellm.data.collate import collate_packed, pack_sample
-from onellm.model import input_shape
+from onellm.config import OneLLMConfig
+from onellm.constants import IGNORE_INDEX
+from onellm.data.collate import collate_packed
+from onellm.model import OneLLM, input_shape
+from onellm.processing import OneLLMProcessor, pack_sample
 
 
 def tiny_config(**overrides) -> OneLLMConfig:
@@ -23,12 +25,13 @@ def random_sample(model: OneLLM, inputs: list[str], text_len: int, generator: to
     """A packed sample: [bos, blocks..., text] with the second half of the text supervised."""
     vocab = model.config.llm.vocab_size
     ids = [model.config.llm.bos_token_id] + torch.randint(3, vocab, (text_len,), generator=generator).tolist()
-    labels = [-100] * (1 + text_len // 2) + ids[1 + text_len // 2:]
+    labels = [IGNORE_INDEX] * (1 + text_len // 2) + ids[1 + text_len // 2:]
     xs = [(m, random_input(model.config, m, generator)) for m in inputs]
-    return pack_sample(ids, labels, xs, model.block_length, id=id)
+    return pack_sample(model.config, ids, labels, xs, id=id)
 
 
 def batch_of(samples, **kw):
+    """Model inputs (a BatchFeature) of packed samples: ``model(**batch_of(samples))``."""
     return collate_packed(samples, **kw)
 
 
@@ -37,18 +40,19 @@ def tiny_model_with_tokenizer(tokenizer, seed: int = 0, sharpen: float = 4.0, **
     has clear winners (random tiny models are otherwise near-uniform and float noise could flip ties)."""
     torch.manual_seed(seed)
     model = OneLLM(tiny_config(**{"llm.vocab_size": len(tokenizer), **overrides})).eval()
-    model.tokenizer = tokenizer
     with torch.no_grad():
         model.llm.lm_head.weight.mul_(sharpen)
     return model
 
 
-def request_sample(model: OneLLM, modalities, question: str, generator: torch.Generator, id=None):
-    from onellm.data.template import encode_prompt
+def processor_for(model: OneLLM, tokenizer) -> OneLLMProcessor:
+    return OneLLMProcessor.for_config(model.config, tokenizer)
 
-    ids = encode_prompt(model.tokenizer, question)
-    xs = [(m, random_input(model.config, m, generator)) for m in modalities]
-    return pack_sample(ids, None, xs, model.block_length, id=id)
+
+def request_sample(processor: OneLLMProcessor, modalities, question: str, generator: torch.Generator, id=None):
+    """A chat-template request with random inputs of ``modalities`` (blocks after BOS)."""
+    xs = [(m, random_input(processor.config, m, generator)) for m in modalities]
+    return processor.prompt_sample(question, xs, id=id)
 
 
 def write_input_files(directory, generator_seed: int = 0) -> dict:

@@ -1,11 +1,15 @@
 """``onellm chat``: interactive terminal chat about one or more inputs, with streaming and multi-turn history.
 
-Type a question and press Enter; ``/reset`` clears the history, ``/quit`` (or end of input) leaves.
+Type a question and press Enter. ``/help`` lists the commands: ``/<modality> PATH [option=value ...]`` adds or
+replaces an input, ``/inputs`` shows them, ``/reset`` clears the history, ``/quit`` (or Ctrl-D) leaves. Ctrl-C
+while an answer streams stops it and keeps the session (the partial answer stays in the history).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import threading
 
 from .infer import add_generation_arguments
 from .inputs import add_input_arguments, inputs_from_args
@@ -17,54 +21,135 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_generation_arguments(p)
 
 
-def _inputs(args: argparse.Namespace, config) -> list:
-    from ..modalities.loading import load_modality
+def _check_paths(inputs) -> None:
+    """Fail before the model loads (seconds, minutes at 7B) when an input file is missing or of the wrong kind."""
+    from pathlib import Path
 
-    return [(m, load_modality(m, path, train=False, config=config, **options))
-            for m, path, options in inputs_from_args(args)]
+    from ..data.errors import InputError
+    from ..modalities import get
+
+    for modality, path, options in inputs:
+        spec = get(modality).loader
+        for key in ("path", *spec.path_options):
+            value = path if key == "path" else options.get(key)
+            if value is None:
+                continue
+            if key == "path" and Path(value).suffix.lower() not in spec.extensions:
+                raise InputError(value, f"unsupported file extension for {modality} inputs; supported: "
+                                        f"{', '.join(spec.extensions)}")
+            if not Path(value).is_file():
+                raise InputError(value, "file not found")
+        missing = [o for o in spec.required if o not in options]
+        if missing:
+            raise InputError(path, f"{modality} inputs need --{' --'.join(missing)}")
+
+
+class ChatSession:
+    """The state of one conversation: inputs (loaded once), history, sampling options."""
+
+    def __init__(self, model, processor, gen, out=sys.stdout):
+        self.model, self.processor, self.gen, self.out = model, processor, gen, out
+        self.inputs: dict[str, object] = {}  # modality -> loaded tensor (one input per modality)
+        self.history: list[tuple[str, str]] = []
+
+    def say(self, text: str = "", end: str = "\n") -> None:
+        print(text, end=end, file=self.out, flush=True)
+
+    def add_input(self, modality: str, source) -> None:
+        self.inputs[modality] = self.processor.load_input(modality, source)
+
+    def command(self, line: str) -> bool:
+        """Run a /command; False means leave."""
+        from ..data.errors import InputError
+        from ..modalities import get, is_registered
+
+        name, *rest = shlex.split(line[1:]) or [""]
+        if name in ("quit", "exit"):
+            return False
+        if name == "help":
+            self.say("/<modality> PATH [option=value ...]  add or replace an input ("
+                     + ", ".join(self.model.config.modalities) + ")\n/inputs  the current inputs\n"
+                     "/reset  clear the conversation history\n/quit  leave (also Ctrl-D)\n"
+                     "Ctrl-C while an answer streams stops it.")
+        elif name == "reset":
+            self.history.clear()
+            self.say("(history cleared)")
+        elif name == "inputs":
+            self.say(", ".join(f"{m} {tuple(x.shape)}" for m, x in self.inputs.items()) or "(no inputs)")
+        elif is_registered(name) and get(name).name in self.model.config.modalities:
+            modality = get(name).name
+            if not rest:
+                self.say(f"usage: /{name} PATH [option=value ...]")
+                return True
+            options = dict(o.split("=", 1) for o in rest[1:] if "=" in o)
+            try:
+                self.add_input(modality, {"path": rest[0], **options})
+            except InputError as exc:
+                self.say(f"error: {exc}")
+                return True
+            self.say(f"({modality} input: {rest[0]})")
+        else:
+            self.say(f"unknown command /{name}; /help lists the commands")
+        return True
+
+    def answer(self, question: str) -> str:
+        from ..data.collate import move_batch
+        from ..generation import stream_generate
+
+        model, processor = self.model, self.processor
+        sample = processor.prompt_sample(question, list(self.inputs.items()), history=self.history)
+        batch = move_batch(processor.collate([sample], padding_side="left", with_labels=False), model.device,
+                           next(model.upm.parameters()).dtype)
+        stop = threading.Event()
+        pieces = stream_generate(model, processor, batch, self.gen, stop_event=stop)
+        answer = ""
+        try:
+            for piece in pieces:
+                answer += piece
+                self.say(piece, end="")
+        except KeyboardInterrupt:
+            stop.set()  # generation ends after the current token; drain what is left
+            for piece in pieces:
+                answer += piece
+            self.say(" [stopped]", end="")
+        self.say()
+        self.history.append((question, answer.strip()))
+        return answer
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data.collate import collate_packed, move_batch, pack_sample
-    from ..data.errors import InputError
-    from ..data.template import encode_prompt
-    from ..generation import GenerationConfig, stream_generate
+    from ..generation import GenerationConfig
     from ..inference import load_for_inference
+    from ..processing import OneLLMProcessor
 
+    inputs = inputs_from_args(args)
+    _check_paths(inputs)
     torch.manual_seed(args.seed)
     model = load_for_inference(args.model, args.device, args.dtype)
-    try:
-        inputs = _inputs(args, model.config)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    device, dtype = next(model.parameters()).device, next(model.upm.parameters()).dtype
+    processor = OneLLMProcessor.from_pretrained(args.model)
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
-    names = ", ".join(m for m, _ in inputs) or "no inputs"
-    print(f"OneLLM chat ({names}). /reset clears the history, /quit leaves.", flush=True)
-    history: list[tuple[str, str]] = []
+    session = ChatSession(model, processor, gen)
+    for modality, path, options in inputs:
+        session.add_input(modality, {"path": path, **options})
+    dtype = next(model.upm.parameters()).dtype
+    session.say(f"OneLLM chat: {args.model} on {model.device}, {str(dtype).removeprefix('torch.')}; modalities "
+                f"{', '.join(model.config.modalities)}; inputs: {', '.join(session.inputs) or 'none'}. "
+                "/help lists the commands.")
     while True:
         try:
-            question = input("> ").strip()
+            line = input("> ").strip()
         except EOFError:
-            print()
+            session.say()
             return 0
-        if not question:
+        except KeyboardInterrupt:
+            session.say("\n(/quit or Ctrl-D leaves)")
             continue
-        if question == "/quit":
-            return 0
-        if question == "/reset":
-            history.clear()
-            print("(history cleared)")
+        if not line:
             continue
-        ids = encode_prompt(model.tokenizer, question, history, legacy=model.config.legacy_prompt)
-        sample = pack_sample(ids, None, inputs, model.block_length, pad_id=model.config.llm.pad_token_id)
-        batch = move_batch(collate_packed([sample], padding_side="left", with_labels=False), device, dtype)
-        answer = ""
-        for piece in stream_generate(model, batch, gen):
-            answer += piece
-            print(piece, end="", flush=True)
-        print(flush=True)
-        history.append((question, answer.strip()))
+        if line.startswith("/"):
+            if not session.command(line):
+                return 0
+            continue
+        session.answer(line)

@@ -7,7 +7,8 @@ import time
 import torch
 
 from ..config import OneLLMConfig
-from ..data.collate import collate_packed, pack_sample
+from ..constants import IGNORE_INDEX
+from ..processing import collate, pack_sample
 from ..model import OneLLM, input_shape, num_tokens
 
 
@@ -33,13 +34,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{modality:8s} {str(tuple(x.shape)):>22s} {num_tokens(config, modality):>12d} "
               f"{str(tuple(block.shape[1:])):>14s}")
         text = [bos] + torch.randint(3, vocab, (8,)).tolist()
-        samples.append(pack_sample(text, [-100] + text[1:], [(modality, x)], model.block_length))
-    batch = collate_packed(samples)
-    batch = {k: (v.to(args.device) if isinstance(v, torch.Tensor) else
-                 {m: t.to(args.device) for m, t in v.items()} if isinstance(v, dict) else v)
-             for k, v in batch.items()}
+        samples.append(pack_sample(config, text, [IGNORE_INDEX] + text[1:], [(modality, x)]))
+    batch = collate(config, samples).to(args.device)
     start = time.perf_counter()
-    out = model(batch)
+    out = model(**batch)
     out.loss.backward()
     print(f"mixed batch of all {len(config.modalities)} modalities {tuple(batch['input_ids'].shape)}: loss {out.loss.item():.4f} "
           f"(random weights; ln(vocab) = {torch.log(torch.tensor(float(vocab))).item():.4f}), "

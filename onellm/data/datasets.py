@@ -1,8 +1,9 @@
 """Datasets over manifests: alignment (captions), instruction tuning (conversations) and requests (prompts).
 
-``__getitem__`` loads the record's inputs with the official preprocessing (``load_modality``), tokenises its text
-and returns a :class:`PackedSample`; a record whose input cannot be loaded becomes a :class:`FailedSample` (id and
-the error) instead of raising, so a DataLoader worker never dies on bad data and nothing retries forever. The
+``__getitem__`` loads the record's inputs with the official preprocessing (the registry's loaders), builds the
+sequence through the processor (``OneLLMProcessor``: placeholder ids after BOS, labels) and returns a
+:class:`~onellm.processing.PackedSample`; a record that cannot be used becomes a :class:`FailedSample` (id and the
+error) instead of raising, so a DataLoader worker never dies on bad data and nothing retries forever. The
 :class:`Collator` drops failed samples from the batch and reports them under ``batch["failed"]``.
 """
 from __future__ import annotations
@@ -14,13 +15,10 @@ from typing import Any, Literal, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ..config import OneLLMConfig
 from ..modalities import get as modality_definition
-from .collate import PackedSample, collate_packed, pack_sample
+from ..processing import OneLLMProcessor, PackedSample
 from .errors import InputError
 from .manifest import Record
-from .template import encode_caption, encode_conversation, encode_prompt
-from .text import TextTokenizer
 
 
 @dataclass
@@ -39,31 +37,38 @@ def default_prompt(record: Record) -> str:
 
 
 class ManifestDataset(Dataset):
-    """Shared machinery: input loading, packing, truncation, lengths for grouping."""
+    """Shared machinery: input loading, building the sequence, length limits, lengths for grouping.
 
-    def __init__(self, records: Sequence[Record], tokenizer: TextTokenizer, config: OneLLMConfig,
-                 train: bool = True, max_length: int | None = None, seed: int | None = None, feature_store=None):
+    Args:
+        processor: builds every sequence (and knows the model's config).
+        train: training augmentations on; sequences longer than ``max_length`` are cut (requests fail instead).
+        seed: augmentations draw from RNGs seeded per (seed, epoch, index), so the same sample gets the same crop
+            in a resumed run as in an uninterrupted one, whatever worker loads it.
+        feature_store: an ``onellm.features.FeatureStore``: cached CLIP features of frozen-path inputs.
+    """
+
+    truncate = True
+
+    def __init__(self, records: Sequence[Record], processor: OneLLMProcessor, train: bool = True,
+                 max_length: int | None = None, seed: int | None = None, feature_store=None):
         self.records = list(records)
-        self.tokenizer = tokenizer
-        self.config = config
+        self.processor = processor
+        self.config = processor.config
         self.train = train
-        self.max_length = max_length or config.max_seq_len
-        self.block_length = config.upm.num_tokens + 2
-        # Training augmentations draw from RNGs seeded per (seed, epoch, index): the same sample gets the same
-        # crop in a resumed run as in an uninterrupted one, whatever worker loads it.
+        self.max_length = max_length or self.config.max_seq_len
+        self.block_length = self.config.block_length
         self.seed = seed
         self.epoch = 0
-        self.feature_store = feature_store  # onellm.features.FeatureStore: cached CLIP features of frozen-path inputs
+        self.feature_store = feature_store
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def text(self, record: Record) -> tuple[list[int], list[int]]:
+    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
         raise NotImplementedError
 
-    def load_inputs(self, record: Record) -> list[tuple[str, torch.Tensor]]:
+    def load_inputs(self, record: Record) -> list[tuple[str, Any]]:
         from ..features import CachedFeatures, feature_key
-        from .loaders import load_modality  # imported here: decoders load only in workers that need them
 
         out = []
         for k, ref in enumerate(record.inputs):
@@ -71,8 +76,7 @@ class ManifestDataset(Dataset):
             if self.feature_store is not None and key in self.feature_store:
                 out.append((ref.modality, CachedFeatures(self.feature_store.get(key))))
             else:
-                out.append((ref.modality, load_modality(ref.modality, ref.as_source(), train=self.train,
-                                                        config=self.config)))
+                out.append((ref.modality, self.processor.load_input(ref.modality, ref.as_source(), train=self.train)))
         return out
 
     def __getitem__(self, index: int) -> PackedSample | FailedSample:
@@ -81,19 +85,21 @@ class ManifestDataset(Dataset):
             sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63)
             torch.default_generator.manual_seed(sample_seed)  # loaders run on the CPU; skips seeding accelerators
             random.seed(sample_seed)
+        if self.block_length * len(record.inputs) + 2 > self.max_length:
+            return FailedSample(record.id, f"{len(record.inputs)} inputs leave no room for text in "
+                                           f"{self.max_length} positions")
         try:
-            inputs = self.load_inputs(record)
-        except InputError as exc:
+            sample = self.sample(record, self.load_inputs(record))
+        except (InputError, ValueError) as exc:
             return FailedSample(record.id, str(exc))
         except Exception as exc:  # a decoder bug must not kill the worker; report it as this sample's error
             return FailedSample(record.id, f"{type(exc).__name__}: {exc}")
-        ids, labels = self.text(record)
-        room = self.max_length - self.block_length * len(inputs)
-        if room < 2:
-            return FailedSample(record.id, f"{len(inputs)} inputs leave no room for text in {self.max_length} positions")
-        ids, labels = ids[:room], labels[:room]
-        return pack_sample(ids, labels, inputs, self.block_length, pad_id=self.tokenizer.pad_id, id=record.id,
-                           meta={"modality_key": record.modality_key})
+        if len(sample) > self.max_length:
+            if not self.truncate:
+                return FailedSample(record.id, f"prompt of {len(sample)} positions exceeds the model's "
+                                               f"{self.max_length}; shorten it or raise max_seq_len")
+            sample.input_ids, sample.labels = sample.input_ids[:self.max_length], sample.labels[:self.max_length]
+        return sample
 
     def modality_keys(self) -> list[str]:
         return [r.modality_key for r in self.records]
@@ -112,65 +118,64 @@ class ManifestDataset(Dataset):
         cap = r.caption[0] if isinstance(r.caption, list) else r.caption
         return len(cap or r.prompt or "")
 
+    def _meta(self, record: Record) -> dict[str, Any]:
+        return {"modality_key": record.modality_key}
+
 
 class AlignmentDataset(ManifestDataset):
     """``[bos] [blocks] caption [eos]``; a list caption is sampled at random in training (first one in eval)."""
 
-    def text(self, record: Record) -> tuple[list[int], list[int]]:
+    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
         if record.caption is None:
             raise ValueError(f"{record.id}: alignment records need a 'caption'")
         caption = record.caption
         if isinstance(caption, list):
             caption = random.choice(caption) if self.train else caption[0]
-        return encode_caption(self.tokenizer, caption)
+        return self.processor.caption_sample(caption, inputs, id=record.id, meta=self._meta(record))
 
 
 class InstructionDataset(ManifestDataset):
     """The training template; only answers (+ separators and the final EOS) are supervised."""
 
-    def text(self, record: Record) -> tuple[list[int], list[int]]:
+    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
         if not record.conversations:
             raise ValueError(f"{record.id}: instruction records need 'conversations'")
-        return encode_conversation(self.tokenizer, record.conversations)
+        return self.processor.conversation_sample(record.conversations, inputs, id=record.id, meta=self._meta(record))
 
 
 class RequestDataset(ManifestDataset):
     """Inference prompts: the chat template (legacy or not), or the raw prompt with ``template="none"``
-    (an alignment-only model continues ``[bos] [blocks] prompt`` as a caption)."""
+    (an alignment-only model continues ``[bos] [blocks] prompt`` as a caption). A prompt longer than the model
+    takes is an error of that request (never cut: it would lose the "Assistant:" the answer follows)."""
 
-    def __init__(self, records: Sequence[Record], tokenizer: TextTokenizer, config: OneLLMConfig,
+    truncate = False
+
+    def __init__(self, records: Sequence[Record], processor: OneLLMProcessor,
                  template: Literal["chat", "none"] = "chat", **kwargs: Any):
         kwargs.setdefault("train", False)
-        super().__init__(records, tokenizer, config, **kwargs)
+        super().__init__(records, processor, **kwargs)
         self.template = template
 
-    def text(self, record: Record) -> tuple[list[int], list[int]]:
-        if self.template == "none":
-            ids = [self.tokenizer.bos_id] + self.tokenizer.encode(record.prompt or "")
-        else:
-            history = [tuple(t) for t in record.extra.get("history", [])]
-            ids = encode_prompt(self.tokenizer, default_prompt(record), history, legacy=self.config.legacy_prompt)
-        return ids, [-100] * len(ids)
-
-    def __getitem__(self, index: int) -> PackedSample | FailedSample:
-        item = super().__getitem__(index)
-        if isinstance(item, PackedSample) and len(item.input_ids) > self.max_length:
-            return FailedSample(item.id, f"prompt of {len(item.input_ids)} positions exceeds {self.max_length}")
-        return item
+    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
+        question = (record.prompt or "") if self.template == "none" else default_prompt(record)
+        history = [tuple(t) for t in record.extra.get("history", [])]
+        return self.processor.prompt_sample(question, inputs, history=history, template=self.template, id=record.id,
+                                            meta=self._meta(record))
 
 
 class Collator:
-    """Pads to the longest sample (dynamic padding) and reports failed samples under ``"failed"``."""
+    """Pads to the longest sample (dynamic padding) through the processor. A batch is
+    ``{"inputs": BatchFeature for model(**...), "ids", "modality_keys", "failed": [(id, error)]}``."""
 
-    def __init__(self, pad_id: int = 0, padding_side: Literal["right", "left"] = "right", with_labels: bool = True):
-        self.pad_id, self.padding_side, self.with_labels = pad_id, padding_side, with_labels
+    def __init__(self, processor: OneLLMProcessor, padding_side: Literal["right", "left"] = "right",
+                 with_labels: bool = True):
+        self.processor, self.padding_side, self.with_labels = processor, padding_side, with_labels
 
     def __call__(self, items: Sequence[PackedSample | FailedSample]) -> dict[str, Any]:
         good = [s for s in items if isinstance(s, PackedSample)]
         failed = [(s.id, s.error) for s in items if isinstance(s, FailedSample)]
         if not good:
-            return {"failed": failed, "ids": []}
-        batch = collate_packed(good, self.padding_side, self.pad_id, self.with_labels)
-        batch["failed"] = failed
-        batch["modality_keys"] = [s.meta.get("modality_key") for s in good]
-        return batch
+            return {"failed": failed, "ids": [], "modality_keys": []}
+        return {"inputs": self.processor.collate(good, self.padding_side, self.with_labels),
+                "ids": [s.id for s in good], "modality_keys": [s.meta.get("modality_key") for s in good],
+                "failed": failed}

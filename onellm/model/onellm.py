@@ -1,17 +1,20 @@
-"""OneLLM: modality inputs -> tokenizer -> frozen CLIP -> UPM -> LLaMA-2 (HF ``LlamaForCausalLM``).
+"""OneLLM as a HuggingFace model: modality inputs -> tokenizer -> frozen CLIP -> UPM -> LLaMA-2.
 
-A batch (what ``onellm.data.Collator`` produces; every tensor on the model's device):
+``OneLLMForConditionalGeneration`` is a ``PreTrainedModel`` with HF's ``GenerationMixin``. Its inputs are what
+:class:`~onellm.processing.OneLLMProcessor` produces (every tensor on the model's device):
 
-    input_ids        (B, S) int64   text token ids; positions of modality blocks hold any id (pad)
-    attention_mask   (B, S) int64   1 for real positions (text and modality blocks), 0 for padding
-    modality_mask    (B, S) bool    True at the K + 2 positions of every modality block [start, K tokens, end]
-    modality_inputs  {name: (N_m, *input_shape)}   the raw inputs of each modality present in the batch
-    modality_order   {name: (N_m,) int64}          reading-order rank of each input among all blocks of the
-                                                   batch (sample-major, left to right in the sequence)
-    labels           (B, S) int64   optional; -100 where not supervised (modality blocks, prompts, padding)
+    input_ids          (B, S) int64   text token ids; each modality input occupies K + 2 positions holding that
+                                      modality's placeholder id (``config.placeholder_token_id(m)``, outside
+                                      the vocabulary) -- ``input_ids`` alone says where every block goes
+    attention_mask     (B, S) int64   1 for real positions (text and blocks), 0 for padding
+    <m>_values         (N_m, *input_shape)  the raw inputs of modality m, in reading order (sample-major, left to
+                                      right), e.g. ``image_values``, ``audio_values``
+    <m>_clip_features  (N_m', L + 1, D)     cached CLIP outputs instead of raw inputs (``onellm.features``)
+    <m>_cached         (N_m + N_m',) bool   only when both are given: which blocks (in reading order) are cached
+    labels             (B, S) int64   optional; -100 where not supervised (blocks, prompts, padding)
 
-Each modality group is encoded once per batch; the blocks are scattered into ``inputs_embeds`` at
-``modality_mask`` in reading order, so a batch can mix modalities and a sample can carry several inputs.
+Each modality group is encoded once per batch and ``masked_scatter``-ed at its placeholder positions (as HF LLaVA
+does with ``image_token_id``), so a batch can mix modalities and a sample can carry several inputs.
 """
 from __future__ import annotations
 
@@ -20,11 +23,12 @@ from typing import Any, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from transformers import LlamaForCausalLM  # at import time: never first imported under a meta-device context
+from transformers import GenerationConfig as HFGenerationConfig
+from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
+from ..constants import IGNORE_INDEX
 from ..modalities import get as modality_definition
 from ..modalities import parse_modalities
 from .encoder import build_clip_visual, encode_tokens, patch_embed
@@ -32,6 +36,8 @@ from .projection import UniversalProjection
 from .tokenizers import ModalityTokenizers, input_shape
 
 PARTS = ("encoder", "tokenizers", "upm", "experts", "llm")
+VALUES_SUFFIX, FEATURES_SUFFIX, CACHED_SUFFIX = "_values", "_clip_features", "_cached"
+_INPUT_SUFFIXES = (VALUES_SUFFIX, FEATURES_SUFFIX, CACHED_SUFFIX)
 
 
 @dataclass
@@ -40,37 +46,78 @@ class OneLLMOutput(ModelOutput):
 
     loss: torch.Tensor | None = None  # mean cross-entropy over supervised tokens
     logits: torch.Tensor | None = None  # (B, S, V), None when not requested
+    past_key_values: Any = None  # the decoder's KV cache (generation)
     num_tokens: int | None = None  # supervised tokens in the batch (exact averaging across micro-batches)
     loss_sum: torch.Tensor | None = None  # summed cross-entropy, loss = loss_sum / num_tokens
 
 
-class OneLLM(nn.Module):
+def modality_input_names(modality: str) -> tuple[str, str, str]:
+    """The keyword names of a modality's inputs: (``<m>_values``, ``<m>_clip_features``, ``<m>_cached``)."""
+    return modality + VALUES_SUFFIX, modality + FEATURES_SUFFIX, modality + CACHED_SUFFIX
+
+
+class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
+    config_class = OneLLMConfig
+    base_model_prefix = ""
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer", "ExpertBlock", "ResidualAttentionBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    # Attention kernels are the decoder's: HF picks SDPA (or flash-attention when installed and asked for) there.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
     def __init__(self, config: OneLLMConfig):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.encoder = build_clip_visual(config.vision)
         self.tokenizers = ModalityTokenizers(config)
         self.upm = UniversalProjection(config)
-        self.llm = LlamaForCausalLM(config.llm.to_hf())
-        self.tokenizer = None  # the text tokenizer, attached by from_pretrained / the CLI
+        self.llm = LlamaForCausalLM(config.text_config)
+        llm = config.llm
+        self.generation_config = HFGenerationConfig(bos_token_id=llm.bos_token_id, eos_token_id=llm.eos_token_id,
+                                                    pad_token_id=llm.pad_token_id)
         self.set_trainable()
+        self.post_init()
+
+    def _init_weights(self, module) -> None:
+        """Every part initialises itself when it is built (CLIP by open_clip, the decoder by HF, the tokenizers and
+        the UPM as the released code); loading fills everything else (it is strict): nothing to re-initialise."""
 
     # ------------------------------------------------------------------------------------------------
     # Model directories (see onellm.checkpoint)
-    def save_pretrained(self, directory, max_shard_size: "int | str" = "5GB", tokenizer=None):
-        """Write ``config.json``, safetensors weights (sharded above ``max_shard_size``) and tokenizer files."""
+    def save_pretrained(self, save_directory, processor=None, max_shard_size: "int | str" = "5GB",
+                        state_dict: Mapping[str, torch.Tensor] | None = None, **kwargs: Any):
+        """Write a model directory atomically: ``config.json`` (with ``auto_map``), HF-sharded safetensors weights,
+        the processor's files (tokenizer, ``processor_config.json``), the code ``trust_remote_code`` loads, and a
+        model card. ``kwargs`` go to ``PreTrainedModel.save_pretrained``."""
         from ..checkpoint import save_model_directory
 
-        return save_model_directory(self, directory, max_shard_size=max_shard_size, tokenizer=tokenizer)
+        return save_model_directory(self, save_directory, processor=processor, max_shard_size=max_shard_size,
+                                    state_dict=state_dict, **kwargs)
+
+    def save_weights_and_config(self, directory, **kwargs: Any) -> None:
+        """HF's own ``save_pretrained`` (config + weights only): what :func:`~onellm.checkpoint.save_model_directory`
+        calls inside its temporary directory."""
+        super().save_pretrained(directory, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, directory, device: "str | torch.device | None" = None,
-                        dtype: "torch.dtype | None" = None, adapter=None) -> "OneLLM":
-        """Load a model directory strictly (missing/unexpected keys are an error), in eval mode; ``adapter``: a
-        LoRA adapter directory to apply (``directory`` may also be an adapter directory itself)."""
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args: Any, device: "str | torch.device | None" = None,
+                        dtype: "torch.dtype | str | None" = None, adapter=None, **kwargs: Any):
+        """Load a model directory strictly (missing/unexpected keys are an error), in eval mode, built on the meta
+        device so a 7B model never exists twice in memory. Reads directories written before the model was
+        HF-native too. ``adapter``: a LoRA adapter directory to apply (the path may also be an adapter directory
+        itself). ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` ends up here as well: the
+        hub arguments it passes are ignored (everything is local), ``torch_dtype`` / ``device_map`` are honoured."""
         from ..checkpoint import load_model_directory
 
-        return load_model_directory(directory, device=device, dtype=dtype, adapter=adapter)
+        dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
+        device_map = kwargs.pop("device_map", None)
+        if device is None and isinstance(device_map, (str, torch.device)) and str(device_map) != "auto":
+            device = device_map
+        config = kwargs.pop("config", None)
+        return load_model_directory(pretrained_model_name_or_path, device=device, dtype=dtype, adapter=adapter,
+                                    config=config if isinstance(config, OneLLMConfig) else None)
 
     # ------------------------------------------------------------------------------------------------
     # Trainability
@@ -198,70 +245,173 @@ class OneLLM(nn.Module):
     @property
     def block_length(self) -> int:
         """Positions a modality block takes in the LLM sequence: start tag + K tokens + end tag."""
-        return self.config.upm.num_tokens + 2
+        return self.config.block_length
 
     # ------------------------------------------------------------------------------------------------
     # LLM inputs
+    def get_input_embeddings(self):
+        return self.llm.get_input_embeddings()
+
+    def set_input_embeddings(self, value) -> None:
+        self.llm.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.llm.get_output_embeddings()
+
+    def get_decoder(self):
+        return self.llm.get_decoder()
+
     def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.llm.get_input_embeddings()(input_ids)
+        """Embeddings of the text ids; placeholder positions (ids outside the vocabulary) get the pad embedding,
+        which the modality blocks then replace."""
+        vocab = self.config.llm.vocab_size
+        ids = input_ids.masked_fill(input_ids >= vocab, self.config.llm.pad_token_id)
+        return self.llm.get_input_embeddings()(ids)
 
-    def build_inputs_embeds(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Text embeddings with every modality block scattered in: (B, S, D_llm).
+    def modality_blocks(self, modality: str, inputs: Mapping[str, Any]) -> torch.Tensor | None:
+        """The encoded blocks (N, K + 2, D_llm) of one modality, in reading order, from ``inputs``' raw values
+        and/or cached CLIP features; None when the batch has neither."""
+        values_key, features_key, cached_key = modality_input_names(modality)
+        values, features = inputs.get(values_key), inputs.get(features_key)
+        if values is None and features is None:
+            return None
+        if features is None:
+            return self.encode_modality(modality, values)
+        projected = self.project(modality, features)  # (N', K+2, D_llm), CLIP skipped
+        if values is None:
+            return projected
+        cached = inputs.get(cached_key)
+        if cached is None or cached.numel() != values.shape[0] + features.shape[0]:
+            raise ValueError(f"{cached_key} must mark, in reading order, which of the {values.shape[0]} + "
+                             f"{features.shape[0]} {modality} blocks are cached")
+        encoded = self.encode_modality(modality, values)  # (N, K+2, D_llm)
+        blocks = encoded.new_empty(cached.numel(), *encoded.shape[1:])
+        blocks[~cached] = encoded
+        blocks[cached] = projected.to(encoded.dtype)
+        return blocks
 
-        Blocks come from raw inputs (``modality_inputs``) or, for frozen-path modalities, from cached CLIP features
-        (``modality_features`` (N, L + 1, D) with ``feature_order``; see ``onellm.features``)."""
-        input_ids = batch["input_ids"]
+    def embed_inputs(self, input_ids: torch.Tensor, inputs: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Text embeddings with every modality block scattered at its placeholder ids: (B, S, D_llm)."""
         embeds = self.embed_text(input_ids)  # (B, S, D_llm)
-        inputs: Mapping[str, torch.Tensor] = batch.get("modality_inputs") or {}
-        features: Mapping[str, torch.Tensor] = batch.get("modality_features") or {}
-        if not inputs and not features:
-            return embeds
-        blocks, orders = [], []
-        for name, x in inputs.items():
-            blocks.append(self.encode_modality(name, x))  # (N_m, K+2, D_llm)
-            orders.append(batch["modality_order"][name])
-        for name, f in features.items():
-            blocks.append(self.project(self._own_modality(name), f))  # (N_m, K+2, D_llm), CLIP skipped
-            orders.append(batch["feature_order"][name])
-        blocks_t = torch.cat(blocks)  # (N, K+2, D_llm) grouped by modality
-        order = torch.cat(orders).to(blocks_t.device)
-        blocks_t = blocks_t[torch.argsort(order)]  # (N, K+2, D_llm) in reading order
-        mask = batch["modality_mask"]
-        if int(mask.sum()) != blocks_t.shape[0] * blocks_t.shape[1]:
-            raise ValueError(f"modality_mask marks {int(mask.sum())} positions but the batch has "
-                             f"{blocks_t.shape[0]} blocks of {blocks_t.shape[1]}")
-        return embeds.masked_scatter(mask[..., None], blocks_t.to(embeds.dtype))
+        inputs = inputs or {}
+        for modality in self.config.modalities:
+            placeholder = input_ids == self.config.placeholder_token_id(modality)  # (B, S)
+            blocks = self.modality_blocks(modality, inputs)
+            n_blocks = 0 if blocks is None else blocks.shape[0]
+            n_positions = int(placeholder.sum())
+            if n_positions != n_blocks * self.block_length:
+                raise ValueError(f"{modality} placeholder tokens and {modality} inputs do not match: input_ids has "
+                                 f"{n_positions} {modality} positions, the inputs make {n_blocks} block(s) of "
+                                 f"{self.block_length}")
+            if blocks is not None:
+                embeds = embeds.masked_scatter(placeholder[..., None], blocks.to(embeds.dtype))
+        unknown = set(inputs) - {k for m in self.config.modalities for k in modality_input_names(m)}
+        if unknown:
+            raise TypeError(f"unexpected model input(s) {sorted(unknown)}; this model's modalities: "
+                            f"{', '.join(self.config.modalities)}")
+        return embeds
 
     # ------------------------------------------------------------------------------------------------
-    def forward(self, batch: Mapping[str, Any], return_logits: bool = True) -> OneLLMOutput:
-        """Loss (mean over supervised tokens) and, optionally, logits of a batch (see module docstring)."""
-        embeds = self.build_inputs_embeds(batch)
-        attention_mask = batch["attention_mask"]
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding
-        hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=attention_mask,
-                                        position_ids=position_ids, use_cache=False).last_hidden_state
+    def forward(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.LongTensor | None = None, past_key_values: Any = None,
+                inputs_embeds: torch.FloatTensor | None = None, labels: torch.LongTensor | None = None,
+                use_cache: bool | None = None, return_logits: bool = True, logits_to_keep: int = 0,
+                **kwargs: Any) -> OneLLMOutput:
+        """Logits, and the loss (mean over supervised tokens) when ``labels`` are given (see module docstring).
+
+        Args:
+            return_logits: False skips the (B, S, V) logits (training): only supervised positions are projected.
+            logits_to_keep: when > 0, logits of the last ``logits_to_keep`` positions only (generation).
+            **kwargs: ``<m>_values`` / ``<m>_clip_features`` / ``<m>_cached`` of the model's modalities; HF's
+                generation passes its control arguments (``return_dict`` ...) here too, which need nothing.
+        """
+        modality_inputs = {k: v for k, v in kwargs.items() if k.endswith(_INPUT_SUFFIXES)}
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids (with placeholder ids) or inputs_embeds")
+            inputs_embeds = self.embed_inputs(input_ids, modality_inputs)
+        elif modality_inputs:
+            raise ValueError("modality inputs are scattered at the placeholder ids of input_ids; with inputs_embeds "
+                             "pass the finished embeddings only")
+        if position_ids is None and attention_mask is not None and past_key_values is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # right or left padding
+        out = self.llm.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                     position_ids=position_ids, past_key_values=past_key_values,
+                                     use_cache=use_cache)
+        hidden = out.last_hidden_state  # (B, S, D_llm)
         lm_head = self.llm.get_output_embeddings()
-        logits = lm_head(hidden) if return_logits else None  # (B, S, V)
-        labels = batch.get("labels")
+        logits = None
+        if return_logits:
+            kept = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+            logits = lm_head(kept)  # (B, S or logits_to_keep, V)
         loss = loss_sum = None
         n = 0
         if labels is not None:
             targets = labels[:, 1:]  # position t predicts token t + 1
-            supervised = targets != -100  # (B, S-1)
+            supervised = targets != IGNORE_INDEX  # (B, S-1)
             n = int(supervised.sum())
-            if logits is not None:
+            if logits is not None and not logits_to_keep:
                 picked = logits[:, :-1][supervised]  # (n, V)
             else:  # project only the supervised positions: saves the (B, S, V) logits in training
                 picked = lm_head(hidden[:, :-1][supervised])  # (n, V)
             loss_sum = F.cross_entropy(picked.float(), targets[supervised], reduction="sum")
             loss = loss_sum / max(n, 1)
-        return OneLLMOutput(loss=loss, logits=logits, num_tokens=n, loss_sum=loss_sum)
+        return OneLLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values if use_cache else None,
+                            num_tokens=n, loss_sum=loss_sum)
 
     # ------------------------------------------------------------------------------------------------
-    def generate(self, batch: Mapping[str, Any], max_new_tokens: int = 128, temperature: float = 0.1,
-                 top_p: float = 0.75, output_logits: bool = False, **kwargs: Any):
-        """Answers for a left-padded batch (see ``onellm.generation``): ``.texts``, ``.token_ids``, ``.logits``."""
+    # Generation (HF GenerationMixin)
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      inputs_embeds=None, is_first_iteration: bool = False, **kwargs):
+        """HF's preparation, with the modality inputs passed only to the prefill: they are encoded once, and
+        later steps read their blocks from the KV cache."""
+        names = {k for m in self.config.modalities for k in modality_input_names(m)}
+        modality = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids, past_key_values=past_key_values, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            is_first_iteration=is_first_iteration, **kwargs)
+        if is_first_iteration or not kwargs.get("use_cache", True):
+            model_inputs.update(modality)
+        model_inputs["logits_to_keep"] = 0 if model_inputs.get("labels") is not None else 1
+        return model_inputs
+
+    def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
+        # The modality inputs arrive through **modality_inputs, whose names HF's signature check cannot see.
+        names = {k for m in self.config.modalities for k in modality_input_names(m)}
+        super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in names})
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs: Any):
+        """HF generation. With ``config.legacy_kv_offset`` the released scripts' decoding is reproduced bit for bit
+        (``onellm.generation.legacy_decode``); it supports greedy and temperature/top-p sampling."""
+        if self.config.legacy_kv_offset:
+            from ..generation import legacy_decode
+
+            return legacy_decode(self, input_ids, attention_mask, **kwargs)
+        return super().generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+    def chat(self, processor, question: str, history: Iterable[tuple[str, str]] = (), *, max_new_tokens: int = 128,
+             temperature: float = 0.1, top_p: float = 0.75, **inputs: Any) -> str:
+        """One answer, for people in a notebook: ``model.chat(processor, "What is in it?", image="x.jpg")``.
+
+        Args:
+            history: earlier (question, answer) turns of the conversation.
+            temperature: 0.1 with top-p 0.75 as the released scripts; 0 is greedy.
+            **inputs: one input (or a list) per modality: a path, a manifest input dict (``{"path": ..., "rgb":
+                ...}``) or an already preprocessed tensor; blocks come first, in the order given.
+        """
+        from ..data.collate import move_batch
         from ..generation import GenerationConfig, generate
 
-        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, **kwargs)
-        return generate(self, batch, gen, output_logits=output_logits)
+        items = [(m, processor.load_input(m, x)) for m, value in inputs.items()
+                 for x in (value if isinstance(value, (list, tuple)) else [value])]
+        sample = processor.prompt_sample(question, items, history=list(history))
+        batch = move_batch(processor.collate([sample], padding_side="left", with_labels=False), self.device,
+                           next(self.upm.parameters()).dtype)
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        return generate(self, processor, batch, gen).texts[0]
+
+
+OneLLM = OneLLMForConditionalGeneration  # the short name used across the library

@@ -5,12 +5,11 @@ from dataclasses import dataclass
 
 from torch.utils.data import ConcatDataset, DataLoader
 
-from ..config import OneLLMConfig
 from ..data.datasets import AlignmentDataset, Collator, InstructionDataset, ManifestDataset
 from ..data.manifest import Record, read_manifest
 from ..data.samplers import LengthGroupedBatchSampler, ModalityBatchSampler, group_indices
-from ..data.text import TextTokenizer
 from ..modalities import resolve as resolve_modality
+from ..processing import OneLLMProcessor
 from .recipe import DatasetSpec, Recipe
 
 
@@ -41,8 +40,7 @@ def _filter(records: list[Record], spec: DatasetSpec) -> list[Record]:
     return [r for r in records if (set(r.modality_key.split("+")) <= allowed)]
 
 
-def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokenizer, rank: int,
-                     world_size: int, log=print) -> TrainData:
+def build_train_data(recipe: Recipe, processor: OneLLMProcessor, rank: int, world_size: int, log=print) -> TrainData:
     require = "caption" if recipe.task == "alignment" else "conversations"
     cls = AlignmentDataset if recipe.task == "alignment" else InstructionDataset
     datasets: list[ManifestDataset] = []
@@ -57,7 +55,7 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
         if not records:  # e.g. a world generated without some modalities: say so, train on the rest
             log(f"WARNING: {spec.manifest}: no records of modalities {spec.modalities}; this entry is skipped")
             continue
-        ds = cls(records, tokenizer, config, train=True, max_length=recipe.max_seq_len, seed=recipe.seed,
+        ds = cls(records, processor, train=True, max_length=recipe.max_seq_len, seed=recipe.seed,
                  feature_store=store)
         datasets.append(ds)
         specs.append(spec)
@@ -80,4 +78,4 @@ def build_train_data(recipe: Recipe, config: OneLLMConfig, tokenizer: TextTokeni
             repeats += [spec.repeat] * len(ds)
         sampler = LengthGroupedBatchSampler(types, lengths, recipe.micro_batch, world_size, rank, recipe.seed,
                                             recipe.accumulation, repeats)
-    return TrainData(datasets, sampler, Collator(pad_id=tokenizer.pad_id, padding_side="right"))
+    return TrainData(datasets, sampler, Collator(processor, padding_side="right"))
