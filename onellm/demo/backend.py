@@ -157,9 +157,10 @@ class _RowStreamer(BaseStreamer):
         if SEPARATOR in text or len(self.ids[i]) >= request.gen.max_new_tokens or request.stop.is_set():
             self._finish(i)
             return
-        # hold back what may be the start of the separator
+        # hold back what may be the start of the separator, and an incomplete UTF-8 character (shown as U+FFFD
+        # until its last byte arrives)
         safe = max(len(text) - len(SEPARATOR) + 1, 0)
-        request.piece(text[:safe].strip())
+        request.piece(text[:safe].rstrip("\ufffd").strip())
 
     def _finish(self, i: int) -> None:
         self.done[i] = True
