@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from onellm.data.manifest import PATH_OPTIONS, ManifestError, iter_manifest, write_jsonl
-from onellm.modality import MODALITY_SPECS, Modality
+from onellm.data.manifest import ManifestError, iter_manifest, path_option_names, write_jsonl
+from onellm.modalities import get as modality_definition
 
 Item = dict[str, Any] | str  # a manifest row, or the reason an input record was skipped
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -75,7 +75,7 @@ def media_path(path: str | Path, base: str) -> str:
 
 def _map_paths(row: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
     for inp in row.get("inputs", []):
-        inp.update({key: fn(inp[key]) for key in ("path", *PATH_OPTIONS) if key in inp})
+        inp.update({key: fn(inp[key]) for key in ("path", *path_option_names()) if key in inp})
     return row
 
 
@@ -131,7 +131,7 @@ def _instruction_rows(src: Path, prompt: str | None, per_caption: bool) -> Itera
             captions = row.pop("caption")
             captions = [captions] if isinstance(captions, str) else captions
             chosen = list(enumerate(captions)) if per_caption else [(0, captions[0])]
-            question = prompt or MODALITY_SPECS[Modality(row["inputs"][0]["modality"])].default_prompt
+            question = prompt or modality_definition(row["inputs"][0]["modality"]).caption_prompt
             for k, caption in chosen:
                 yield {**row, "id": f"{row['id']}-{k}" if per_caption else row["id"],
                        "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": caption}],

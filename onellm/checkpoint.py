@@ -167,7 +167,7 @@ def read_config(directory: str | Path) -> OneLLMConfig:
                               f"{OneLLMConfig.model_type!r})")
     try:
         return OneLLMConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
 
 
@@ -200,6 +200,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
     if adapter is not None:
         model = load_model_directory(directory, device=device, dtype=dtype, config=config)
         load_adapter(model, adapter)
+        model.config._name_or_path = model.name_or_path = str(adapter)  # it holds the tuned model's processor
         model.llm.to(device=torch.device(device or "cpu"), dtype=dtype) if dtype else model.llm.to(
             torch.device(device or "cpu"))
         return model.eval()
@@ -240,6 +241,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
         raise CheckpointError(f"{directory}: weights do not match the config:\n  " + "\n  ".join(parts))
     _rebuild_buffers(model, device)
     model.set_trainable()
+    model.config._name_or_path = model.name_or_path = str(directory)  # HF's record of where a model came from
     return model.eval()
 
 

@@ -23,10 +23,14 @@ from typing import Iterable
 
 import torch
 
-from .modality import MODALITY_SPECS, Modality
+from .modalities import get as modality_definition
 
 INDEX = "index.json"
-CACHEABLE = tuple(m for m in Modality if MODALITY_SPECS[m].clip_patch_embed)
+
+
+def cacheable(modality: str) -> bool:
+    """Inputs that reach CLIP through its own frozen patch embedding have a frozen path to the UPM."""
+    return modality_definition(modality).uses_clip_patches
 
 
 class CachedFeatures:
@@ -114,10 +118,10 @@ def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 
     device = next(model.parameters()).device
     dtype = next(model.upm.parameters()).dtype
     meta = (_read_index(out / INDEX) if (out / INDEX).exists()
-            else {"model": str(getattr(model, "source", "")), "dtype": str(dtype), "entries": {}})
+            else {"model": str(model.name_or_path), "dtype": str(dtype), "entries": {}})
     entries: dict[str, str] = meta["entries"]
     todo = [(r.id, k, ref) for r in records for k, ref in enumerate(r.inputs)
-            if ref.modality in CACHEABLE and feature_key(r.id, k) not in entries]
+            if cacheable(ref.modality) and feature_key(r.id, k) not in entries]
 
     class _Inputs(Dataset):
         def __len__(self):
@@ -134,10 +138,10 @@ def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 
     loader = DataLoader(_Inputs(), batch_size=1, num_workers=num_workers, collate_fn=lambda x: x[0])
     counts = {"cached": len(entries), "new": 0, "failed": 0}
     shard: dict[str, torch.Tensor] = {}
-    pending: dict[Modality, list[tuple[str, torch.Tensor]]] = {}
+    pending: dict[str, list[tuple[str, torch.Tensor]]] = {}
     n_shards = len({*entries.values()})
 
-    def flush_group(modality: Modality) -> None:
+    def flush_group(modality: str) -> None:
         items = pending.pop(modality, [])
         if not items:
             return

@@ -90,7 +90,7 @@ def request_problem(dataset: RequestDataset, record: Record) -> str | None:
     (neither ``inputs`` nor ``prompt``), a malformed history, or a prompt longer than the model's context
     (the dataset would cut it to ``max_length`` positions, losing the ``### Assistant:`` ending)."""
     try:
-        ids, _ = dataset.text(record)
+        ids = dataset.text_ids(record)
     except Exception as exc:  # a bad record must become its error line, never kill a loader worker
         return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
     length = len(ids) + dataset.block_length * len(record.inputs)  # the packed length (blocks after BOS)
@@ -114,21 +114,23 @@ def run_inference(model, records: Sequence[Record], output: str | Path, batch_si
                   gen: GenerationConfig | None = None, num_workers: int = 2,
                   template: Literal["chat", "none"] = "chat", progress: bool = True,
                   extra_fields: Callable[[Record], dict[str, Any]] | None = None,
-                  lock: bool = True) -> InferenceSummary:
+                  lock: bool = True, processor=None) -> InferenceSummary:
     """Answer every record not yet in ``output``; see the module docstring. Returns counts and timings.
-    ``lock=False``: the caller already holds :func:`output_lock` (e.g. taken before loading the model)."""
+    ``lock=False``: the caller already holds :func:`output_lock` (e.g. taken before loading the model).
+    ``processor``: default, the one saved in the model's directory (``model.name_or_path``)."""
+    processor = processor or processor_of(model)
     output = Path(output)
     rank, world = init_distributed()
     part = output if world == 1 else output.with_name(f"{output.name}.rank{rank}")
     with output_lock(output) if lock else contextlib.nullcontext():
-        summary = _answer(model, list(records), output, part, rank, world, batch_size, gen or GenerationConfig(),
-                          num_workers, template, progress, extra_fields)
+        summary = _answer(model, processor, list(records), output, part, rank, world, batch_size,
+                          gen or GenerationConfig(), num_workers, template, progress, extra_fields)
         if world > 1:
             _merge_parts(output, world, rank)  # rank 0 still holds <output>.lock while it merges
     return summary
 
 
-def _answer(model, records: list[Record], output: Path, part: Path, rank: int, world: int, batch_size: int,
+def _answer(model, processor, records: list[Record], output: Path, part: Path, rank: int, world: int, batch_size: int,
             gen: GenerationConfig, num_workers: int, template: str, progress: bool,
             extra_fields: Callable[[Record], dict[str, Any]] | None) -> InferenceSummary:
     summary = InferenceSummary(total=len(records))
@@ -136,7 +138,7 @@ def _answer(model, records: list[Record], output: Path, part: Path, rank: int, w
     start = time.perf_counter()
     writer = JsonlAppender(part)
     try:
-        checker = RequestDataset(todo, model.tokenizer, model.config, template=template)
+        checker = RequestDataset(todo, processor, template=template)
         rejected = [(r.id, p) for r in todo if (p := request_problem(checker, r)) is not None]
         if rejected:  # before the DataLoader: a bad request is its error line, never a dead loader worker
             writer.write([{"id": rid, "error": err} for rid, err in rejected])
@@ -145,7 +147,7 @@ def _answer(model, records: list[Record], output: Path, part: Path, rank: int, w
             bad = {rid for rid, _ in rejected}
             todo = [r for r in todo if r.id not in bad]
         if todo:
-            _generate_all(model, todo, writer, summary, batch_size, gen, num_workers, template,
+            _generate_all(model, processor, todo, writer, summary, batch_size, gen, num_workers, template,
                           progress and rank == 0, extra_fields, start)
     finally:
         writer.close()
@@ -178,7 +180,8 @@ def _remaining(records: list[Record], output: Path, part: Path, rank: int, world
     return todo
 
 
-def _generate_all(model, todo: list[Record], writer: JsonlAppender, summary: InferenceSummary, batch_size: int,
+def _generate_all(model, processor, todo: list[Record], writer: JsonlAppender, summary: InferenceSummary,
+                  batch_size: int,
                   gen: GenerationConfig, num_workers: int, template: str, progress: bool,
                   extra_fields: Callable[[Record], dict[str, Any]] | None, start: float) -> None:
     from tqdm import tqdm
@@ -188,10 +191,9 @@ def _generate_all(model, todo: list[Record], writer: JsonlAppender, summary: Inf
     by_id = {r.id: r for r in todo}
     device = next(model.parameters()).device
     dtype = next(model.upm.parameters()).dtype
-    dataset = RequestDataset(todo, model.tokenizer, model.config, template=template)
+    dataset = RequestDataset(todo, processor, template=template)
     loader = DataLoader(dataset, batch_sampler=_length_batches(dataset, batch_size), num_workers=num_workers,
-                        collate_fn=Collator(pad_id=model.config.llm.pad_token_id, padding_side="left",
-                                            with_labels=False),
+                        collate_fn=Collator(processor, padding_side="left", with_labels=False),
                         persistent_workers=False, prefetch_factor=2 if num_workers else None)
     # the bar only on a terminal (disable=None): logs and a one-line error stay free of bar fragments
     with tqdm(total=len(todo), disable=None if progress else True, unit="req", dynamic_ncols=True) as bar:
@@ -201,7 +203,7 @@ def _generate_all(model, todo: list[Record], writer: JsonlAppender, summary: Inf
             summary.errors += batch["failed"]
             if batch["ids"]:
                 t0 = time.perf_counter()
-                out = generate(model, move_batch(batch, device, dtype), gen)
+                out = generate(model, processor, move_batch(batch["inputs"], device, dtype), gen)
                 took = time.perf_counter() - t0
                 for rid, text in zip(batch["ids"], out.texts):
                     row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
@@ -270,10 +272,26 @@ def load_for_inference(model_dir: str | Path, device: str = "auto", dtype: str =
 
     dev = resolve_device(device)
     model = OneLLM.from_pretrained(model_dir, device=dev, dtype=resolve_dtype(dtype, dev))
-    if model.tokenizer is None:
-        raise UsageError(f"{model_dir}: the model directory has no tokenizer files (tokenizer.model or "
-                         "tokenizer.json); copy the tokenizer in or re-create it with `onellm init --tokenizer`")
+    processor_of(model)  # fail now, not after the first batch, when the directory has no tokenizer
     return model
+
+
+def processor_of(model):
+    """A processor for a loaded model: the tokenizer saved in its directory (``model.name_or_path``) with the
+    model's own config object (so switches set on the model, e.g. ``legacy_prompt``, hold for its prompts)."""
+    from .data.text import load_tokenizer
+    from .processing import OneLLMProcessor
+
+    directory = model.name_or_path
+    if not directory or not Path(directory).is_dir():
+        raise UsageError("this model was not loaded from a directory: pass processor=OneLLMProcessor.for_config("
+                         "model.config, tokenizer)")
+    try:
+        return OneLLMProcessor.for_config(model.config, load_tokenizer(directory))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{directory}: the model directory has no usable tokenizer files (tokenizer.model or "
+                         f"tokenizer.json: {exc}); copy the tokenizer in or re-create it with `onellm init "
+                         "--tokenizer`") from None
 
 
 def infer_manifest(model_dir: str | Path, input_path: str | Path, output: str | Path, **kwargs: Any

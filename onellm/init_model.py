@@ -16,7 +16,8 @@ from torch import nn
 from .config import OneLLMConfig
 from .data.template import SYSTEM
 from .errors import UsageError
-from .modality import MODALITY_SPECS
+from .modalities import get as modality_definition
+from .modalities import names as registered_modalities
 
 
 def builtin_corpus() -> list[str]:
@@ -24,7 +25,7 @@ def builtin_corpus() -> list[str]:
     lines = [SYSTEM, f"{SYSTEM}\n\n### Human: What is this?\n### Assistant: a red circle\n###",
              "###Human: Describe it.\n###Assistant: It is a blue square.\n###",
              "0 1 2 3 4 5 6 7 8 9 . , ; : ! ? ' \" ( ) - / #"]
-    lines += [spec.default_prompt for spec in MODALITY_SPECS.values()]
+    lines += [modality_definition(m).caption_prompt for m in registered_modalities()]
     try:
         from .data.synth.world import corpus_lines
 

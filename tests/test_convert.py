@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from onellm import OneLLM, OneLLMConfig
+from onellm.processing import OneLLMProcessor
 from onellm.checkpoint import weight_files
 from onellm.convert import (REPORT_FILE, ConversionError, convert_checkpoint, map_key, official_config,
                             official_key, plan_conversion)
@@ -213,8 +214,10 @@ def test_report(synthetic, converted):
 def test_loads_and_matches_the_meta_reference(synthetic, converted):
     config, state, _ = synthetic
     model = OneLLM.from_pretrained(converted[0])
-    assert model.config.to_dict() == config.to_dict()
-    assert model.tokenizer is not None
+    assert model.config.own_dict() == config.own_dict()
+    assert json.loads((converted[0] / "config.json").read_text())["model_type"] == "onellm"  # the HF layout
+    processor = OneLLMProcessor.from_pretrained(converted[0])
+    assert processor.config == config and processor.decode(processor.text.encode("a red cube")) == "a red cube"
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         block = model.encode_modality("image", random_input(config, "image", g)[None])

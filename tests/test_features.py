@@ -14,7 +14,8 @@ from onellm import OneLLM
 from onellm.cli import main
 from onellm.data.datasets import AlignmentDataset, Collator
 from onellm.data.manifest import read_manifest
-from onellm.features import CACHEABLE, FeatureStore, cache_features, feature_key
+from onellm.processing import OneLLMProcessor
+from onellm.features import FeatureStore, cache_features, cacheable, feature_key
 
 from helpers import synth_world
 
@@ -31,23 +32,23 @@ def test_cached_features_give_exactly_the_same_loss_and_gradients(world, model_d
     model.set_trainable(llm=False)  # alignment: the UPM trains, CLIP and the LLM are frozen
     records = read_manifest(world / "alignment.jsonl")
     counts = cache_features(model, records, tmp_path / "cache", batch_size=3, num_workers=0, progress=False)
-    cacheable = [r for r in records if r.inputs[0].modality in CACHEABLE]
-    assert counts["new"] == len(cacheable) == 20 and counts["failed"] == 0
+    frozen_path = [r for r in records if cacheable(r.inputs[0].modality)]
+    assert counts["new"] == len(frozen_path) == 20 and counts["failed"] == 0
     store = FeatureStore(tmp_path / "cache")
-    assert all(feature_key(r.id, 0) in store for r in cacheable)
-    assert not any(feature_key(r.id, 0) in store for r in records if r not in cacheable)  # audio is not frozen-path
-    plain = AlignmentDataset(records, model.tokenizer, model.config, train=False)
-    cached = AlignmentDataset(records, model.tokenizer, model.config, train=False)
-    cached.feature_store = store
-    collate = Collator(pad_id=0)
+    assert all(feature_key(r.id, 0) in store for r in frozen_path)
+    assert not any(feature_key(r.id, 0) in store for r in records if r not in frozen_path)  # audio: not frozen-path
+    processor = OneLLMProcessor.from_pretrained(model_dir)
+    plain = AlignmentDataset(records, processor, train=False)
+    cached = AlignmentDataset(records, processor, train=False, feature_store=store)
+    collate = Collator(processor)
     for key in ("image", "video", "depth", "normal"):
         idx = [i for i, r in enumerate(records) if r.modality_key == key][:3]
-        b_plain, b_cached = collate([plain[i] for i in idx]), collate([cached[i] for i in idx])
-        assert "modality_features" in b_cached and not b_cached["modality_inputs"]
+        b_plain, b_cached = collate([plain[i] for i in idx])["inputs"], collate([cached[i] for i in idx])["inputs"]
+        assert f"{key}_clip_features" in b_cached and f"{key}_values" not in b_cached
         grads = []
         for batch in (b_plain, b_cached):
             model.zero_grad(set_to_none=True)
-            out = model(batch)
+            out = model(**batch)
             out.loss.backward()
             grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
             grads[-1]["loss"] = out.loss.detach()
@@ -61,13 +62,18 @@ def test_mixed_raw_and_cached_inputs_in_one_batch(world, model_dir, tmp_path):
     model = OneLLM.from_pretrained(model_dir)
     records = [r for r in read_manifest(world / "alignment.jsonl") if r.modality_key == "image"][:4]
     cache_features(model, records[:2], tmp_path / "c", num_workers=0, progress=False)
-    ds = AlignmentDataset(records, model.tokenizer, model.config, train=False)
-    ds.feature_store = FeatureStore(tmp_path / "c")
-    batch = Collator()([ds[i] for i in range(4)])
-    assert batch["feature_order"]["image"].tolist() == [0, 1] and batch["modality_order"]["image"].tolist() == [2, 3]
-    ref = Collator()([AlignmentDataset(records, model.tokenizer, model.config, train=False)[i] for i in range(4)])
+    processor = OneLLMProcessor.from_pretrained(model_dir)
+    ds = AlignmentDataset(records, processor, train=False, feature_store=FeatureStore(tmp_path / "c"))
+    batch = Collator(processor)([ds[i] for i in range(4)])["inputs"]
+    assert batch["image_cached"].tolist() == [True, True, False, False]  # reading order: cached ones first here
+    assert batch["image_clip_features"].shape[0] == 2 and batch["image_values"].shape[0] == 2
+    ref = Collator(processor)([AlignmentDataset(records, processor, train=False)[i] for i in range(4)])["inputs"]
+
+    def embeds(b):
+        return model.embed_inputs(b["input_ids"], {k: v for k, v in b.items() if k.startswith("image_")})
+
     with torch.no_grad():
-        torch.testing.assert_close(model.build_inputs_embeds(batch), model.build_inputs_embeds(ref), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(embeds(batch), embeds(ref), atol=1e-6, rtol=1e-5)
 
 
 def test_cache_resumes_after_a_kill_without_losing_or_duplicating(world, model_dir, tmp_path):

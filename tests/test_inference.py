@@ -10,35 +10,40 @@ from pathlib import Path
 import pytest
 import torch
 
-from onellm import Modality, OneLLM
+from onellm import OneLLM
 from onellm.checkpoint import CheckpointError
 from onellm.cli import main
 from onellm.data.collate import collate_packed
+from onellm.generation import GenerationConfig, generate
+from onellm.processing import OneLLMProcessor
 
-from helpers import request_sample, tiny_model_with_tokenizer, write_input_files
+from helpers import processor_for, request_sample, tiny_model_with_tokenizer, write_input_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_init_tiny_offline(model_dir):
     files = {p.name for p in model_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.model"} <= files
+    assert {"config.json", "model.safetensors", "tokenizer.model", "processor_config.json"} <= files
     model = OneLLM.from_pretrained(model_dir)
-    assert model.tokenizer is not None and len(model.tokenizer) == model.config.llm.vocab_size
-    assert model.tokenizer.encode("a red circle")  # a real vocabulary, not 3 tokens
+    processor = OneLLMProcessor.from_pretrained(model_dir)
+    assert len(processor.text) == model.config.llm.vocab_size
+    assert len(processor.text.encode("a red circle")) > 1  # a real vocabulary, not 3 tokens
     assert not model.training
 
 
 def test_save_load_roundtrip_gives_equal_outputs(tmp_path, text_tokenizer):
     model = tiny_model_with_tokenizer(text_tokenizer)
+    processor = processor_for(model, text_tokenizer)
     g = torch.Generator().manual_seed(0)
-    samples = [request_sample(model, [m], "What is it?", g) for m in (Modality.IMAGE, Modality.POINT, Modality.FMRI)]
+    samples = [request_sample(processor, [m], "What is it?", g) for m in ("image", "point", "fmri")]
     batch = collate_packed(samples, padding_side="left", with_labels=False)
-    before = model.generate(batch, max_new_tokens=6, temperature=0).token_ids
-    model.save_pretrained(tmp_path / "m", max_shard_size="2MB")
+    gen = GenerationConfig(max_new_tokens=6, temperature=0)
+    before = generate(model, processor, batch, gen).token_ids
+    model.save_pretrained(tmp_path / "m", processor=processor, max_shard_size="2MB")
     assert (tmp_path / "m" / "model.safetensors.index.json").exists()  # sharded
     loaded = OneLLM.from_pretrained(tmp_path / "m")
-    assert loaded.generate(batch, max_new_tokens=6, temperature=0).token_ids == before
+    assert generate(loaded, OneLLMProcessor.from_pretrained(tmp_path / "m"), batch, gen).token_ids == before
     sd, sd2 = model.state_dict(), loaded.state_dict()
     assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k]) for k in sd)
     half = OneLLM.from_pretrained(tmp_path / "m", dtype=torch.bfloat16)
@@ -156,7 +161,7 @@ def test_chat_streams_answers_with_history(model_dir, tmp_path):
                "--max-new-tokens", "6", "--temperature", "0", stdin=subprocess.PIPE)
     out, _ = proc.communicate("What is it?\nAnd the colour?\n/reset\n/quit\n", timeout=120)
     assert proc.returncode == 0, out
-    assert "OneLLM chat (image)" in out and out.count("> ") >= 4 and "(history cleared)" in out
+    assert "OneLLM chat:" in out and "inputs: image." in out and out.count("> ") >= 4 and "(history cleared)" in out
 
 
 def test_loaders_work_after_loading_a_model_in_a_fresh_process(model_dir, tmp_path):

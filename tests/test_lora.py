@@ -7,11 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from onellm import Modality, OneLLM
+from onellm import OneLLM
 from onellm.cli import main
 from onellm.data.collate import collate_packed
 from onellm.training import load_recipe, train
 from onellm.training.estimate import build_meta_model, estimate
+
+from onellm.generation import GenerationConfig, generate
+from onellm.processing import OneLLMProcessor
 
 from helpers import request_sample, synth_world
 
@@ -74,11 +77,13 @@ def test_merged_model_equals_base_plus_adapter(trained, tmp_path, text_tokenizer
     merged = OneLLM.from_pretrained(merged_dir)
     assert not any("lora" in k for k in merged.state_dict())
     with_adapter = OneLLM.from_pretrained(result.model_dir)
+    processor = OneLLMProcessor.from_pretrained(result.model_dir)
     g = torch.Generator().manual_seed(0)
-    samples = [request_sample(with_adapter, [m], "Describe this.", g) for m in (Modality.IMAGE, Modality.AUDIO)]
+    samples = [request_sample(processor, [m], "Describe this.", g) for m in ("image", "audio")]
     batch = collate_packed(samples, padding_side="left", with_labels=False)
-    a = with_adapter.generate(batch, max_new_tokens=8, temperature=0, output_logits=True)
-    b = merged.generate(batch, max_new_tokens=8, temperature=0, output_logits=True)
+    gen = GenerationConfig(max_new_tokens=8, temperature=0)
+    a = generate(with_adapter, processor, batch, gen, output_logits=True)
+    b = generate(merged, OneLLMProcessor.from_pretrained(merged_dir), batch, gen, output_logits=True)
     assert a.token_ids == b.token_ids
     for la, lb in zip(a.logits, b.logits):
         torch.testing.assert_close(la, lb, atol=1e-4, rtol=1e-4)

@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from onellm import Modality
 from onellm.data.manifest import ManifestError, read_manifest, write_jsonl
 
 
@@ -26,7 +25,7 @@ def test_reads_records_and_resolves_paths(tmp_path):
     assert [r.id for r in recs] == ["a", "7", "t"]
     assert recs[0].inputs[0].path == str(tmp_path / "img/a.png")
     depth, imu = recs[1].inputs
-    assert depth.modality is Modality.DEPTH and depth.options["rgb"] == str(tmp_path / "r.png")
+    assert depth.modality == "depth" and depth.options["rgb"] == str(tmp_path / "r.png")
     assert imu.path == "/abs/x.npy" and imu.options["timestamps"] == str(tmp_path / "t.npy") and imu.options["end"] == 3
     assert recs[1].extra == {"attributes": {"k": 1}}
     assert recs[1].modality_key == "depth+imu" and recs[2].modality_key == "text"

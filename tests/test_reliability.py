@@ -317,24 +317,25 @@ def test_infer_rejects_bad_requests_per_request_and_resume_exit_codes(model_dir,
 def test_prompt_length_check_counts_the_packed_length(model_dir):
     """The main-process check agrees with what the dataset builds: at the limit nothing is cut, one past it is an
     error (the dataset alone would cut the prompt's ``### Assistant:`` ending and answer anyway)."""
-    from onellm import OneLLM
-    from onellm.data.collate import PackedSample
-    from onellm.data.datasets import RequestDataset
+    from onellm.data.datasets import FailedSample, RequestDataset
     from onellm.data.manifest import InputRef, Record
     from onellm.inference import request_problem
+    from onellm.processing import OneLLMProcessor, PackedSample
 
-    model = OneLLM.from_pretrained(model_dir)
+    processor = OneLLMProcessor.from_pretrained(model_dir)
     text = Record("t", prompt="What colour is the object? " * 3)
     image = Record("i", inputs=[InputRef("image", "unused.png")], prompt=text.prompt)
-    probe = RequestDataset([], model.tokenizer, model.config)
-    n = len(probe.text(text)[0])
+    probe = RequestDataset([], processor)
+    n = len(probe.text_ids(text))
     for record, length in ((text, n), (image, n + probe.block_length)):
-        at_limit = RequestDataset([record], model.tokenizer, model.config, max_length=length)
+        at_limit = RequestDataset([record], processor, max_length=length)
         assert request_problem(at_limit, record) is None
-        below = RequestDataset([record], model.tokenizer, model.config, max_length=length - 1)
+        below = RequestDataset([record], processor, max_length=length - 1)
         assert f"prompt of {length} positions" in request_problem(below, record)
-    item = RequestDataset([text], model.tokenizer, model.config, max_length=n)[0]
+    item = RequestDataset([text], processor, max_length=n)[0]
     assert isinstance(item, PackedSample) and len(item.input_ids) == n  # nothing cut at the limit
+    over = RequestDataset([text], processor, max_length=n - 1)[0]  # the dataset itself never cuts a prompt either
+    assert isinstance(over, FailedSample) and f"prompt of {n} positions" in over.error
 
 
 # -- 3. batches with nothing to learn ----------------------------------------------------------------------------

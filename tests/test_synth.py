@@ -15,7 +15,7 @@ from onellm.config import OneLLMConfig
 from onellm.data.synth import add_arguments, generate_world, run
 from onellm.data.synth.world import (ATTRIBUTES, QUESTIONS, attribute_accuracy, caption_templates,
                                      balanced_assignments, caption, caption_requests, chance_level)
-from onellm.modality import ALL_MODALITIES
+from onellm.modalities import DEFAULT_MODALITIES as ALL_MODALITIES
 
 N_SMALL = 12
 FILE_KEYS = ("path", "rgb", "timestamps")

@@ -124,8 +124,11 @@ def test_progression_stage1_to_instruction(world, model_dir, tmp_path):
         prev = result.model_dir
     from onellm import OneLLM
 
+    from onellm.processing import OneLLMProcessor
+
     final = OneLLM.from_pretrained(outputs[-1])
-    assert final.tokenizer is not None
+    processor = OneLLMProcessor.from_pretrained(outputs[-1])  # every stage's model directory has its processor
+    assert processor.config == final.config and len(processor.text) == final.config.llm.vocab_size
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world, model_dir, tmp_path,
@@ -134,8 +137,8 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(world
 
     forward, calls = OneLLM.forward, []
 
-    def diverging(self, batch, **kw):  # the 5th forward diverges
-        out = forward(self, batch, **kw)
+    def diverging(self, **kw):  # the 5th forward diverges
+        out = forward(self, **kw)
         calls.append(1)
         if len(calls) >= 5:
             out.loss = out.loss * float("nan")

@@ -23,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = OneLLM.from_pretrained(args.model, device=device, dtype=resolve_dtype(args.dtype, device))
-    model.source = args.model
     records = [r for m in args.manifest for r in read_manifest(m)]
     counts = cache_features(model, records, args.out, args.batch_size, args.num_workers, args.shard_size)
     print(f"{args.out}: {counts['cached']} features ({counts['new']} new), {counts['failed']} inputs failed to load")

@@ -61,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
             config.llm.vocab_size = len(tokenizer)
         model = build_initial_model(config, clip=args.clip, llm=args.llm, seed=args.seed,
                                     dtype=resolve_dtype(args.dtype, __import__("torch").device("cpu")))
-        model.tokenizer = tokenizer
-        model.save_pretrained(args.out)
+        from ..processing import OneLLMProcessor
+
+        model.save_pretrained(args.out, processor=OneLLMProcessor.for_config(model.config, tokenizer))
     counts = model.parameter_summary()
     print(f"wrote {args.out}: preset {config.name}, vocabulary {len(tokenizer)}, "
           + ", ".join(f"{k} {v[1]:,}" for k, v in counts.items()))

@@ -14,13 +14,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..adapters import base_of, merge_lora
+    from ..data.text import load_tokenizer
     from ..model import OneLLM
-    from ..training.lora import base_of, merge_lora
+    from ..processing import OneLLMProcessor
 
     dtype = {"keep": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     base = args.base or base_of(args.adapter)
     model = OneLLM.from_pretrained(base, dtype=dtype, adapter=args.adapter)
     merge_lora(model)
-    model.save_pretrained(args.out)
+    model.save_pretrained(args.out, processor=OneLLMProcessor.for_config(model.config, load_tokenizer(args.adapter)))
     print(f"merged {args.adapter} into {base} -> {args.out}")
     return 0

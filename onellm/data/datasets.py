@@ -156,11 +156,17 @@ class RequestDataset(ManifestDataset):
         super().__init__(records, processor, **kwargs)
         self.template = template
 
-    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
+    def text_ids(self, record: Record) -> list[int]:
+        """The prompt's token ids without the blocks (cheap: no input is loaded)."""
         question = (record.prompt or "") if self.template == "none" else default_prompt(record)
-        history = [tuple(t) for t in record.extra.get("history", [])]
-        return self.processor.prompt_sample(question, inputs, history=history, template=self.template, id=record.id,
-                                            meta=self._meta(record))
+        history = record.extra.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(t, (list, tuple)) and len(t) == 2 and
+                                                    all(isinstance(x, str) for x in t) for t in history):
+            raise ValueError(f"{record.id}: 'history' must be a list of [question, answer] string pairs")
+        return self.processor.prompt_ids(question, [tuple(t) for t in history], self.template)
+
+    def sample(self, record: Record, inputs: list[tuple[str, Any]]) -> PackedSample:
+        return self.processor.pack(self.text_ids(record), None, inputs, id=record.id, meta=self._meta(record))
 
 
 class Collator:

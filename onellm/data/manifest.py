@@ -11,7 +11,8 @@ One JSON object per line::
      "prompt": "What is the category of this scene?", "answer": "kitchen"}   # inference / evaluation
 
 Relative paths (``path`` and path-valued options ``rgb``, ``timestamps``) resolve against the manifest's folder.
-Modality options: depth/normal ``rgb`` (required); imu ``timestamps``, ``start``, ``end`` (seconds), ``rate``.
+Modality options are the modality loader's (its definition in ``onellm.modalities``): depth/normal ``rgb``
+(required); imu ``timestamps``, ``start``, ``end`` (seconds), ``rate``; video ``backend``.
 Any other keys (``attributes``, ``references``, ``task`` ...) are kept in ``Record.extra``.
 """
 from __future__ import annotations
@@ -22,15 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ..modality import Modality
+from ..modalities import get as modality_definition
+from ..modalities import names as registered_modalities
+from ..modalities import resolve as resolve_modality
 
-PATH_OPTIONS = ("rgb", "timestamps")
-MODALITY_OPTIONS: dict[Modality, tuple[str, ...]] = {
-    Modality.DEPTH: ("rgb",),
-    Modality.NORMAL: ("rgb",),
-    Modality.IMU: ("timestamps", "start", "end", "rate"),
-}
-REQUIRED_OPTIONS: dict[Modality, tuple[str, ...]] = {Modality.DEPTH: ("rgb",), Modality.NORMAL: ("rgb",)}
+
+def path_option_names() -> tuple[str, ...]:
+    """Loader options of any registered modality that hold a file path (``rgb``, ``timestamps`` ...)."""
+    return tuple(dict.fromkeys(o for m in registered_modalities() for o in modality_definition(m).loader.path_options))
+
+
 KNOWN_KEYS = {"id", "inputs", "caption", "conversations", "prompt", "answer", "type"}
 
 
@@ -46,13 +48,13 @@ class ManifestError(ValueError):
 
 @dataclass
 class InputRef:
-    modality: Modality
+    modality: str
     path: str
     options: dict[str, Any] = field(default_factory=dict)
 
     def as_source(self) -> dict[str, Any]:
         """The dict form the loaders take: ``{"modality", "path", **options}``."""
-        return {"modality": self.modality.value, "path": self.path, **self.options}
+        return {"modality": self.modality, "path": self.path, **self.options}
 
 
 @dataclass
@@ -70,7 +72,7 @@ class Record:
     @property
     def modality_key(self) -> str:
         """"image", "video+audio", or "text" for records without inputs: the unit of single-modality batching."""
-        return "+".join(i.modality.value for i in self.inputs) or "text"
+        return "+".join(i.modality for i in self.inputs) or "text"
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -93,24 +95,25 @@ def parse_record(obj: Any, base: Path, line: int = 0) -> Record:
         if not isinstance(item, dict):
             raise ValueError(f"{rid}: inputs[{k}] must be an object")
         try:
-            modality = Modality.parse(item.get("modality", ""))
+            modality = resolve_modality(item.get("modality", ""))
         except ValueError as exc:
             raise ValueError(f"{rid}: inputs[{k}]: {exc}") from None
         if not isinstance(item.get("path"), str) or not item["path"]:
             raise ValueError(f"{rid}: inputs[{k}] ({modality}) needs a 'path' string")
         options = {key: v for key, v in item.items() if key not in ("modality", "path")}
-        allowed = MODALITY_OPTIONS.get(modality, ())
-        unknown = set(options) - set(allowed)
+        spec = modality_definition(modality).loader
+        unknown = set(options) - set(spec.options)
         if unknown:
             raise ValueError(f"{rid}: inputs[{k}] ({modality}) has unknown option(s) {sorted(unknown)}; "
-                             f"allowed: {list(allowed) or 'none'}")
-        missing = [o for o in REQUIRED_OPTIONS.get(modality, ()) if o not in options]
+                             f"allowed: {list(spec.options) or 'none'}")
+        missing = [o for o in spec.required if o not in options]
         if missing:
-            raise ValueError(f"{rid}: inputs[{k}] ({modality}) needs {missing} (the paired RGB image)")
-        for key in ("start", "end", "rate"):
-            if key in options and not isinstance(options[key], (int, float)):
+            what = "; ".join(spec.option_help.get(o, o) for o in missing)
+            raise ValueError(f"{rid}: inputs[{k}] ({modality}) needs {missing} ({what})")
+        for key in spec.number_options:
+            if key in options and (isinstance(options[key], bool) or not isinstance(options[key], (int, float))):
                 raise ValueError(f"{rid}: inputs[{k}] option {key!r} must be a number")
-        for key in PATH_OPTIONS:
+        for key in spec.path_options:
             if key in options:
                 options[key] = _resolve(base, str(options[key]))
         inputs.append(InputRef(modality, _resolve(base, item["path"]), options))

@@ -25,7 +25,7 @@ class AudioInputs:
 
 
 def build_tokenizer(config):
-    from ..model.tokenizers import Conv2dTokenizer
+    from ..model.token_layers import Conv2dTokenizer
 
     inputs = config.inputs.audio
     return Conv2dTokenizer(1, config.dim, kernel_size=inputs.kernel, stride=inputs.stride)

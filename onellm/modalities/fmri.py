@@ -22,7 +22,7 @@ class FMRIInputs:
 
 
 def build_tokenizer(config):
-    from ..model.tokenizers import LinearTokenizer
+    from ..model.token_layers import LinearTokenizer
 
     fmri = config.inputs.fmri
     return LinearTokenizer(fmri.voxels, config.dim, fmri.tokens)

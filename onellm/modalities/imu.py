@@ -27,7 +27,7 @@ class IMUInputs:
 
 
 def build_tokenizer(config):
-    from ..model.tokenizers import Conv1dTokenizer
+    from ..model.token_layers import Conv1dTokenizer
 
     imu = config.inputs.imu
     return Conv1dTokenizer(imu.channels, config.dim, kernel_size=imu.kernel, stride=imu.stride, bias=False)

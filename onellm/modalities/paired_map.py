@@ -16,7 +16,7 @@ def load(path: Path, *, train: bool, config, rgb: str | Path | None = None) -> "
 
 
 LOADER = LoaderSpec(load, IMAGE_FILES, options=("rgb",), required=("rgb",), path_options=("rgb",),
-                    option_help={"rgb": "the RGB image paired with the map (required)"})
+                    option_help={"rgb": "the paired RGB image of the map (required)"})
 ENCODER_INPUT = ClipPatches(stacked=True)
 
 

@@ -7,10 +7,14 @@ a modality tokenizer's tokens), prepends CLIP's CLS embedding, adds a positional
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from ..config import VisionConfig
+if TYPE_CHECKING:  # type names only: the config imports the registry, which builds these modules
+    from ..config import VisionConfig
+
 
 
 def build_clip_visual(vision: VisionConfig) -> nn.Module:

@@ -12,6 +12,8 @@ Parameter names match the released checkpoint (``resample_layers.E.L.attention.w
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import Iterable
 
 import torch
@@ -19,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import OneLLMConfig
+if TYPE_CHECKING:  # type names only: the config imports the registry, which builds these modules
+    from ..config import OneLLMConfig
+
 
 
 class RMSNorm(nn.Module):

@@ -120,6 +120,11 @@ class Recipe:
     trainable: TrainableSpec = field(default_factory=TrainableSpec)
     lora: LoraSpec = field(default_factory=LoraSpec)
     init_from_image: Selection = False  # copy the image UPM parts to these (True: trained) modalities
+    # Python modules imported before anything else: the place for modules that register extra modalities
+    modules: list[str] = field(default_factory=list)
+    # new modalities for the starting model (registered ones): their tokenizer and UPM parts are added and
+    # initialised from the image parts, nothing else changes (see the README, "Adding a modality")
+    add_modalities: Annotated[list[str], BeforeValidator(_modality_names)] = field(default_factory=list)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
     grad_clip: NonNegFloat = 2.0  # max global grad norm; 0 disables
@@ -188,8 +193,23 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{key}: {msg} (got {shown})" if error["loc"] else msg
 
 
+def _import_modules(names: Any) -> None:
+    import importlib
+
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RecipeError("modules: must be a list of Python module names")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise RecipeError(f"modules: cannot import {name!r} ({exc}); is it installed or on PYTHONPATH?") from None
+
+
 def _build(data: dict[str, Any]) -> Recipe:
     _check_keys(data)
+    _import_modules(data.get("modules"))  # before validation: they may register modalities the recipe names
     try:
         return Recipe(**data)
     except ValidationError as exc:

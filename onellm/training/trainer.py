@@ -22,7 +22,9 @@ import torch
 
 from ..data.collate import move_batch
 from ..errors import TrainingDataError, naming
+from ..data.text import load_tokenizer
 from ..model import OneLLM
+from ..processing import OneLLMProcessor
 from .checkpoints import CheckpointManager
 from .data import TrainData, build_train_data
 from .deepspeed import deepspeed_plugin, register_external_parameters
@@ -180,19 +182,22 @@ def train(recipe: Recipe, log=print) -> TrainResult:
             atomic_write_json(out_dir / "recipe.json", recipe_to_dict(recipe))
 
     model = OneLLM.from_pretrained(recipe.model)
+    added = model.add_modalities(recipe.add_modalities)
     configure_trainable(model, recipe)
     if recipe.gradient_checkpointing or config_checkpointing(model.config):
-        model.upm.gradient_checkpointing = True
-        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
     if recipe.max_seq_len:
         model.config.max_seq_len = recipe.max_seq_len
     if acc.device.type == "cuda" and recipe.precision != "fp32" and not recipe.deepspeed:
         _cast_frozen(model, torch.bfloat16 if recipe.precision == "bf16" else torch.float16)
-    tokenizer = model.tokenizer
-    data = build_train_data(recipe, model.config, tokenizer, acc.process_index, acc.num_processes, log)
+    processor = OneLLMProcessor.for_config(model.config, load_tokenizer(recipe.model))  # shares the config
+    data = build_train_data(recipe, processor, acc.process_index, acc.num_processes, log)
     total_steps = _total_steps(recipe, data)
     ckpt = CheckpointManager(out_dir / "checkpoints", acc, recipe.keep_last)
     resume_from = ckpt.find(recipe.resume, log)
+    if added and resume_from is None:
+        copied = init_from_image(model, added)
+        log(f"add_modalities: new parts for {added} (UPM parts initialised from the image ones: {copied})")
     if recipe.init_from_image and resume_from is None:
         targets = _modalities(recipe.trainable.upm if recipe.init_from_image is True else recipe.init_from_image,
                               model)
@@ -266,7 +271,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
         grad_norm = None
         for run in plan.runs:
             with _micro_step(acc, model, run.last):
-                out = model(move_batch(run.batch, device, cast), return_logits=False)
+                out = model(**move_batch(run.batch["inputs"], device, cast), return_logits=False)
                 loss = out.loss
                 if not torch.isfinite(loss.detach()).item():
                     raise NonFiniteLossError(f"loss is {loss.item()} at step {state['step']} (modality {run.key}); "
@@ -284,7 +289,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
                 step_loss += loss.item()
                 n_real += 1
                 per_key.setdefault(run.key, []).append(loss.item())
-                step_tokens += int(run.batch["attention_mask"].sum())
+                step_tokens += int(run.batch["inputs"]["attention_mask"].sum())
                 step_samples += len(run.batch["ids"])
         totals = torch.tensor([step_loss, n_real, step_tokens, step_samples], dtype=torch.float64)
         if acc.num_processes > 1:  # the step's loss over every rank's real micro-batches
@@ -300,7 +305,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
             ckpt.save(model, optimizer, {**state, "seconds": elapsed()})
     logger.close()
     checksums = rank_checksums(acc, model)
-    final = _save_final(acc, model, out_dir / "model", tokenizer,
+    final = _save_final(acc, model, out_dir / "model", processor,
                         base=recipe.model if recipe.trainable.llm == "lora" else None)
     result = TrainResult(out_dir, final, state["step"], list(state["losses"]), state["skipped"], elapsed(),
                          state["skipped_batches"], state["skipped_steps"])
@@ -337,7 +342,7 @@ def rank_checksums(acc, model) -> list[list[float]]:
     return [[round(v, 6) for v in row.tolist()] for row in gathered.cpu()]
 
 
-def _save_final(acc, model, directory: Path, tokenizer, base: str | None = None) -> Path:
+def _save_final(acc, model, directory: Path, processor, base: str | None = None) -> Path:
     """Gather the full weights (ZeRO-3 partitions included) and write a model directory from rank 0 (an adapter
     directory on top of ``base`` for LoRA runs)."""
     from ..checkpoint import save_model_directory
@@ -346,8 +351,8 @@ def _save_final(acc, model, directory: Path, tokenizer, base: str | None = None)
     state_dict = acc.get_state_dict(model)
     if acc.is_main_process:
         if base is not None:
-            save_adapter(acc.unwrap_model(model), directory, base, state_dict, tokenizer)
+            save_adapter(acc.unwrap_model(model), directory, base, state_dict, processor)
         else:
-            save_model_directory(acc.unwrap_model(model), directory, state_dict=state_dict, tokenizer=tokenizer)
+            save_model_directory(acc.unwrap_model(model), directory, processor=processor, state_dict=state_dict)
     acc.wait_for_everyone()
     return directory
