@@ -254,7 +254,8 @@ def test_stop_ends_generation_and_keeps_the_partial_answer(endless, inputs):
     # the session goes on: the next turn (with the partial answer as history) works
     after = endless.answer("And then?", [("Describe this image.", final.text)], [("image", path, {})],
                            GenerationConfig(max_new_tokens=5, temperature=0))
-    assert after == reference_answer(endless, "And then?", "image", path, history=[("Describe this image.", final.text)],
+    assert after == reference_answer(endless, "And then?", "image", path,
+                                     history=[("Describe this image.", final.text)],
                                      gen=GenerationConfig(max_new_tokens=5, temperature=0))
 
 
@@ -454,12 +455,12 @@ def test_chat_handler_streams_keeps_history_and_reports_errors(app, inputs, tmp_
     outs = list(app.respond(FakeRequest(), "What colour is the shape?", [], 0.0, 0.75, 12, *values))
     messages, _, status = outs[-1]
     expected = reference_answer(app.backend, "What colour is the shape?", "image", path)
-    assert messages == [{"role": "user", "content": "What colour is the shape?"},
-                        {"role": "assistant", "content": expected}]
+    assert messages == [{"role": "user", "content": {"type": "text", "text": "What colour is the shape?"}},
+                        {"role": "assistant", "content": {"type": "text", "text": expected}}]
     assert status.startswith("Answered") and "image" in status
     outs = list(app.respond(FakeRequest(), "And its shape?", messages, 0.0, 0.75, 12, *values))
     second = outs[-1][0]
-    assert second[:2] == messages and second[3]["content"] == reference_answer(
+    assert second[:2] == messages and second[3]["content"]["text"] == reference_answer(
         app.backend, "And its shape?", "image", path, history=[("What colour is the shape?", expected)])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but not really")
@@ -482,6 +483,6 @@ def test_stop_and_reset_handlers(endless, inputs, tmp_path):
     assert demo.stop(FakeRequest("s2")).startswith("Stopped")
     outs += list(turn)
     messages, _, status = outs[-1]
-    assert status.startswith("Stopped") and messages[-1]["role"] == "assistant" and messages[-1]["content"]
+    assert status.startswith("Stopped") and messages[-1]["role"] == "assistant" and messages[-1]["content"]["text"]
     assert len(outs) < 200, "the turn ended at the stop, long before its 400 tokens"
     assert demo.reset(FakeRequest("s2")) == ([], "", "")

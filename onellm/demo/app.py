@@ -54,6 +54,12 @@ def error_markdown(error: BaseException | str) -> str:
     return f"**Error:** {escape_markdown(str(error))}"
 
 
+def text_part(text: str) -> dict:
+    """A chat message's text as a content part: gradio shows a plain string dedented (``inspect.cleandoc``), a part
+    verbatim, so the conversation shows exactly the model's answer."""
+    return {"type": "text", "text": text}
+
+
 def tab_label(modality: str) -> str:
     """A short tab name: the first word of the modality's noun ("IMU recording" -> "IMU", "point cloud" -> "Point")."""
     return capitalize(modality_definition(modality).noun.split()[0])
@@ -177,11 +183,12 @@ class DemoApp:
             except Exception as exc:
                 yield messages, gr.update(), error_markdown(exc)
                 return
-            messages += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
+            messages += [{"role": "user", "content": text_part(question)},
+                         {"role": "assistant", "content": text_part("")}]
             yield messages, "", "Generating…"
             try:
                 for update in turn.stream():
-                    messages[-1] = {"role": "assistant", "content": update.text}
+                    messages[-1] = {"role": "assistant", "content": text_part(update.text)}
                     if not update.done:
                         yield messages, gr.update(), "Generating…"
                         continue

@@ -22,6 +22,9 @@ from typing import Iterator, Sequence
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
 DEFAULT_TIMEOUT_S = 120.0
+# the text of a gradio Markdown block: its rendered markdown, not the progress overlay beside it
+_TEXT_JS = ("sel => { const e = document.querySelector(sel); if (!e) return null;"
+            " const m = e.querySelector('[data-testid=markdown]'); return (m || e).innerText; }")
 
 
 def chromium_path() -> str | None:
@@ -141,13 +144,17 @@ class DemoPage:
             files.first.wait_for(state="attached", timeout=self.timeout_ms)
         files.first.set_input_files(str(value))
 
+    def status_text(self, element: str) -> str:
+        """The text of a status line ``#<element>`` (its markdown, without gradio's progress overlay)."""
+        return self.page.evaluate(f"() => ({_TEXT_JS})('#{element}')") or ""
+
     def wait_status(self, element: str, *needles: str) -> str:
         """Wait until the status element ``#<element>`` shows one of ``needles``; returns its text."""
         self.page.wait_for_function(
-            "([sel, needles]) => { const e = document.querySelector(sel);"
-            " return e && needles.some(n => e.innerText.includes(n)); }",
+            f"([sel, needles]) => {{ const t = ({_TEXT_JS})(sel);"
+            " return t !== null && needles.some(n => t.includes(n)); }",
             arg=[f"#{element}", list(needles)], timeout=self.timeout_ms)
-        return self.page.inner_text(f"#{element}")
+        return self.status_text(element)
 
     def input_status(self, modality: str, *needles: str) -> str:
         return self.wait_status(f"status-{modality}", *(needles or ("Encoded", "Error")))
@@ -162,17 +169,20 @@ class DemoPage:
         return [label[len(prefix):] if label.startswith(prefix) else label for label in labels]
 
     def ask(self, question: str, wait: bool = True) -> str:
-        """Type a question, send it, wait for the answer to finish; returns the chat status line."""
-        before = self.page.inner_text("#status")
+        """Type a question, send it, wait for the turn to finish (a new answer, or a new final status); returns the
+        chat status line."""
+        before, count = self.status_text("status"), len(self.answers())
         self.page.fill("#question textarea", question)
         self.page.click("#send")
         if not wait:
             return before
         self.page.wait_for_function(
-            "() => { const s = document.querySelector('#status').innerText;"
-            " return s.includes('Answered') || s.includes('Error') || s.includes('Stopped'); }",
-            timeout=self.timeout_ms)
-        return self.page.inner_text("#status")
+            f"([before, count]) => {{ const s = ({_TEXT_JS})('#status') || '';"
+            " const n = document.querySelectorAll('#chatbot [data-testid=bot]').length;"
+            " const final = ['Answered', 'Error', 'Stopped', 'Upload an input'].some(w => s.includes(w));"
+            " return final && (n > count || s !== before); }",
+            arg=[before, count], timeout=self.timeout_ms)
+        return self.status_text("status")
 
     def screenshot(self, path: "str | os.PathLike", max_bytes: int = 200_000) -> Path:
         """A PNG of the page, palette-quantised (and scaled down if need be) to stay under ``max_bytes``."""
