@@ -99,9 +99,11 @@ class OneLLMEngine:
         from onellm.checkpoint import read_config
         from onellm.data.text import load_tokenizer
 
-        from .plugin import register
+        from .plugin import ensure_entry_point_for_subprocesses, register
 
         register()
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":
+            ensure_entry_point_for_subprocesses()  # the engine core runs in another process
         from vllm import LLM
 
         self.model_dir = Path(model_dir)

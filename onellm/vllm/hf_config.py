@@ -56,7 +56,8 @@ def vllm_config_from_onellm(config, dtype: str | None = None) -> OneLLMVllmConfi
     if dtype is not None:
         text.dtype = dtype
     extra = {"dtype": dtype} if dtype is not None else {}
-    return OneLLMVllmConfig(onellm=config.to_dict(), text_config=text, modalities=model_modalities(config),
+    own = config.own_dict() if hasattr(config, "own_dict") else config.to_dict()  # OneLLM fields only, no HF ones
+    return OneLLMVllmConfig(onellm=own, text_config=text, modalities=model_modalities(config),
                             placeholder_ids=placeholder_ids(config), block_length=block_length(config),
                             bos_token_id=config.llm.bos_token_id, eos_token_id=config.llm.eos_token_id,
                             pad_token_id=config.llm.pad_token_id, **extra)

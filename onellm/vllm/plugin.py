@@ -15,7 +15,39 @@ from __future__ import annotations
 
 from . import ARCHITECTURE, CONFIG_FORMAT, VLLM_VERSION
 
+ENTRY_POINT = "onellm.vllm.plugin:register"
 _registered = False
+
+
+def entry_point_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value == ENTRY_POINT for ep in entry_points(group="vllm.general_plugins"))
+
+
+def ensure_entry_point_for_subprocesses() -> str | None:
+    """Make the plugin visible to vLLM's engine-core and worker processes (which load plugins from entry points
+    only) when the installed ``onellm`` distribution does not declare it yet: a throw-away dist-info with the entry
+    point, put on ``PYTHONPATH`` and ``sys.path`` (multiprocessing's spawn hands the parent's ``sys.path`` to its
+    children). A no-op once setup.py declares the entry point. Returns the folder added, or None."""
+    import atexit
+    import os
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if entry_point_installed():
+        return None
+    root = Path(tempfile.mkdtemp(prefix="onellm-vllm-plugin-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    dist = root / "onellm_vllm_plugin-0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: onellm-vllm-plugin\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(f"[vllm.general_plugins]\nonellm = {ENTRY_POINT}\n")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    sys.path.append(str(root))
+    return str(root)
 
 
 def check_version() -> None:

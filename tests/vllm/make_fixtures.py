@@ -9,7 +9,8 @@ writes DIR/fixtures.json plus
   DIR/hf_answers.jsonl  the HF path's answers (``onellm infer --temperature 0 --dtype fp32``)
   DIR/reference.safetensors  per modality: one loaded input and its ``encode_modality`` block
 fixtures.json records, per request, its question, inputs, text prompt ids and the HF path's greedy token ids
-(captured from the very ``generate`` call ``onellm infer`` makes).
+(``onellm.generation.generate`` on the dataset and collator ``onellm infer`` uses; its decoded answers must equal
+``onellm infer``'s, or the script fails).
 
 The CPU attention of vLLM supports head sizes 32, 64, 80, ... only, so the tiny preset's LLM gets 2 heads of 32.
 """
@@ -59,6 +60,12 @@ def _absolute(inp: dict, base: Path) -> dict:
     return out
 
 
+def _processor(model_dir: Path):
+    from onellm.processing import OneLLMProcessor
+
+    return OneLLMProcessor.from_pretrained(model_dir)
+
+
 def _sharpen(model_dir: Path, factor: float) -> None:
     import torch
 
@@ -67,7 +74,37 @@ def _sharpen(model_dir: Path, factor: float) -> None:
     model = load_model_directory(model_dir)
     with torch.no_grad():
         model.llm.lm_head.weight.mul_(factor)
-    save_model_directory(model, model_dir, tokenizer=model.tokenizer)
+    save_model_directory(model, model_dir, processor=_processor(model_dir))
+
+
+def _hf_greedy(model, processor, dataset, batch_size: int, max_new_tokens: int) -> dict[str, list[int]]:
+    """The HF path's greedy token ids: the dataset, collator and ``generate`` that ``onellm infer`` uses, in
+    batches of one modality key (as ``onellm infer`` groups them)."""
+    import torch
+
+    from onellm.data.collate import move_batch
+    from onellm.data.datasets import Collator
+    from onellm.generation import GenerationConfig, generate
+
+    collate = Collator(processor, padding_side="left", with_labels=False)
+    gen = GenerationConfig(temperature=0, max_new_tokens=max_new_tokens)
+    keys = [r.modality_key for r in dataset.records]
+    order = sorted(range(len(keys)), key=lambda i: (keys[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(groups[-1]) < batch_size and keys[groups[-1][0]] == keys[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    ids: dict[str, list[int]] = {}
+    with torch.no_grad():
+        for group in groups:
+            batch = collate([dataset[i] for i in group])
+            if batch["failed"]:
+                raise SystemExit(f"HF path failed on {batch['failed']}")
+            out = generate(model, processor, move_batch(batch["inputs"], "cpu", torch.float32), gen)
+            ids.update({rid: [int(t) for t in x] for rid, x in zip(batch["ids"], out.token_ids)})
+    return ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from safetensors.torch import save_file
 
-    import onellm.inference as inference
     from onellm.cli import main as cli
     from onellm.data.datasets import RequestDataset, default_prompt
     from onellm.data.loaders import load_modality
@@ -108,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         _sharpen(model_dir, args.sharpen)
 
     rows = [json.loads(line) for line in (world / "requests.jsonl").read_text().splitlines() if line.strip()]
-    rows = rows[: args.requests]
+    if len(rows) > args.requests:  # keep every modality: take the world's requests round-robin over modalities
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(r["inputs"][0]["modality"], []).append(r)
+        mixed = [g[i] for i in range(max(map(len, groups.values()))) for g in groups.values() if i < len(g)]
+        rows = sorted(mixed[: args.requests], key=rows.index)
     rows += _extra_records(world, args.requests - len(rows))
     rows.append({"id": "text-only", "inputs": [], "prompt": "What is a red circle?"})  # no modality at all
     for r in rows:
@@ -119,14 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     from onellm.checkpoint import load_model_directory
 
     model = load_model_directory(model_dir)
+    processor = _processor(model_dir)
     records = read_manifest(manifest)
-    dataset = RequestDataset(records, model.tokenizer, model.config)
+    dataset = RequestDataset(records, processor)
     entries = []
     for rec in records:
-        text_ids, _ = dataset.text(rec)
-        entries.append({"id": rec.id, "question": default_prompt(rec), "text_ids": [int(t) for t in text_ids],
-                        "inputs": [i.as_source() for i in rec.inputs],
-                        "modalities": [str(getattr(i.modality, "value", i.modality)) for i in rec.inputs]})
+        question = default_prompt(rec)
+        history = [tuple(t) for t in rec.extra.get("history", [])]
+        sources = [(str(getattr(i.modality, "value", i.modality)), i.as_source()) for i in rec.inputs]
+        sample = processor.prompt_sample(question, sources, history=history)  # the HF path's input_ids
+        entries.append({"id": rec.id, "question": question, "inputs": [s for _, s in sources],
+                        "modalities": [m for m, _ in sources],
+                        "text_ids": [int(t) for t in processor.prompt_ids(question, history)],
+                        "hf_input_ids": [int(t) for t in sample.input_ids]})
 
     # per modality: one input loaded here and its block (checks the vLLM environment's loaders and encoder)
     tensors = {}
@@ -142,32 +188,22 @@ def main(argv: list[str] | None = None) -> int:
                 tensors[f"{m}.source"] = torch.tensor(list(json.dumps(src).encode()), dtype=torch.uint8)
     save_file(tensors, str(out / "reference.safetensors"))
 
-    hf_ids: dict[str, list[int]] = {}
     if not args.no_reference_ids:
-        original = inference.generate
-
-        def capture(model_, batch, gen=None, *a, **kw):
-            result = original(model_, batch, gen, *a, **kw)
-            hf_ids.update({rid: [int(t) for t in ids] for rid, ids in zip(batch["ids"], result.token_ids)})
-            return result
-
-        inference.generate = capture
-        try:
-            answers = out / "hf_answers.jsonl"
-            answers.unlink(missing_ok=True)
-            if cli(["infer", "--model", str(model_dir), "--input", str(manifest), "--output", str(answers),
-                    "--temperature", "0", "--max-new-tokens", str(args.max_new_tokens), "--batch-size",
-                    str(args.batch_size), "--num-workers", "0", "--device", "cpu", "--dtype", "fp32"]) != 0:
-                raise SystemExit("onellm infer failed")
-        finally:
-            inference.generate = original
-        if set(hf_ids) != {e["id"] for e in entries}:
-            raise SystemExit(f"captured HF token ids for {len(hf_ids)} of {len(entries)} requests: the HF path no "
-                             f"longer goes through onellm.inference.generate; update tests/vllm/make_fixtures.py")
+        hf_ids = _hf_greedy(model, processor, dataset, args.batch_size, args.max_new_tokens)
+        answers = out / "hf_answers.jsonl"
+        answers.unlink(missing_ok=True)
+        if cli(["infer", "--model", str(model_dir), "--input", str(manifest), "--output", str(answers),
+                "--temperature", "0", "--max-new-tokens", str(args.max_new_tokens), "--batch-size",
+                str(args.batch_size), "--num-workers", "0", "--device", "cpu", "--dtype", "fp32"]) != 0:
+            raise SystemExit("onellm infer failed")
         hf_answers = {r["id"]: r for r in map(json.loads, answers.read_text().splitlines())}
         for e in entries:
             e["hf_token_ids"] = hf_ids[e["id"]]
             e["hf_answer"] = hf_answers[e["id"]].get("answer")
+            decoded = processor.answer(e["hf_token_ids"])
+            if decoded != e["hf_answer"]:  # the loop above is the CLI's path: same answers
+                raise SystemExit(f"{e['id']}: onellm infer answered {e['hf_answer']!r}, the generate loop "
+                                 f"{decoded!r}")
     fixtures = {"model_dir": str(model_dir), "world": str(world), "manifest": str(manifest),
                 "reference": str(out / "reference.safetensors"), "preset": args.preset,
                 "max_new_tokens": args.max_new_tokens, "requests": entries,

@@ -19,7 +19,16 @@ def _inputs(entry):
 
 
 def _requests(engine, entries):
-    return [engine.request(e["question"], _inputs(e)) for e in entries]
+    """The HF processor's own prompt ids (placeholder blocks included) with the items as manifest input dicts."""
+    return [{"prompt_token_ids": e["hf_input_ids"], **({"multi_modal_data": _grouped(e)} if e["inputs"] else {})}
+            for e in entries]
+
+
+def _grouped(entry):
+    data = {}
+    for m, src in _inputs(entry):
+        data.setdefault(m, []).append(src)
+    return data
 
 
 def _assert_same_ids(entries, got):
@@ -57,15 +66,16 @@ def test_entry_point_registers_the_plugin(tmp_path):
 
 
 def test_prompts_are_the_hf_layout(engine, fixtures):
+    """engine.request builds exactly the input_ids of the HF processor: [bos] [K + 2 placeholder ids per input] text."""
     config = engine.config
     n, ids = block_length(config), placeholder_ids(config)
     for e in fixtures["requests"]:
         req = engine.request(e["question"], _inputs(e))
-        want = expanded_prompt(e["text_ids"], e["modalities"], config)
-        assert req["prompt_token_ids"] == want, e["id"]
+        assert req["prompt_token_ids"] == e["hf_input_ids"], e["id"]
+        assert expanded_prompt(e["text_ids"], e["modalities"], config) == e["hf_input_ids"]
+        want = e["hf_input_ids"]
         assert want[:1] == [config.llm.bos_token_id]
         assert want[1:1 + n * len(e["modalities"])] == [ids[m] for m in e["modalities"] for _ in range(n)]
-        assert want[1 + n * len(e["modalities"]):] == e["text_ids"][1:]
 
 
 def test_loaders_and_encoder_blocks_match_the_main_environment(engine, fixtures):
