@@ -8,6 +8,10 @@
 * Multiple choice (ScienceQA, MMBench, SEED, NextQA, How2QA): ``extract_option_letter``, ``option_accuracy``.
 * Zero-shot scene classification (NYUv2 / SUN RGB-D depth and normal maps): ``classification_accuracy``.
 
+Scale: these functions return per-item scores and corpus metrics on their own 0..1 scale (pycocoevalcap's, CIDEr
+may exceed 1); the benchmark scorers (``onellm.evaluation.benchmark``) multiply by 100, so every number a report
+shows is a percentage, as in the paper's tables.
+
 Java: pycocoevalcap's PTBTokenizer, METEOR and SPICE run ``java`` subprocesses. Without Java, METEOR and SPICE
 are skipped with a warning and captions are tokenised by ``simple_ptb_tokenize`` (same tokens as the PTB
 tokenizer on ordinary caption text). SPICE never downloads anything: pycocoevalcap's ``Spice()`` fetches Stanford
@@ -70,6 +74,10 @@ _LEADING = ('"', "'", "`", "(", "[", "{", "$")
 _TRAILING = re.compile(r"(\.\.\.|[!?]+|[\"')\]}.,;:])$")
 _CLITICS = ("n't", "'s", "'m", "'re", "'ve", "'ll", "'d")
 _ABBREVIATION = re.compile(r"^(?:[a-z]\.)+$")  # "u.s.", "e.g." keep their final period, as in PTB
+# The PTB lexer makes every "%" a token of its own ("50%" -> "50 %", "x%y" -> "x % y"), and dashes in front of a
+# letter are punctuation ("-cotton", and so "100%-cotton" -> "100 % cotton"); "-10" stays a number.
+_PERCENT = re.compile(r"(%)")
+_LEADING_DASHES = re.compile(r"^(-+)(?=[a-z])")
 
 
 def simple_ptb_tokenize(text: str) -> str:
@@ -81,7 +89,11 @@ def simple_ptb_tokenize(text: str) -> str:
     Java tokenizer on ordinary caption text; exotic input (URLs, emoticons, odd abbreviations) may differ.
     """
     out: list[str] = []
-    for raw in text.lower().split():
+    words = [piece for raw in text.lower().split() for piece in _PERCENT.split(raw) if piece]
+    for raw in words:
+        if raw == "%":
+            out.append(raw)
+            continue
         head: list[str] = []
         tail: list[str] = []
         word = raw
@@ -93,6 +105,11 @@ def simple_ptb_tokenize(text: str) -> str:
                     head.append(p)
                     word = word[len(p):]
                     changed = True
+            m = _LEADING_DASHES.match(word)
+            if m:
+                head.append(m.group(1))
+                word = word[m.end():]
+                changed = True
             m = _TRAILING.search(word)
             if m and m.start() > 0 and not (m.group() == "." and _ABBREVIATION.match(word)):
                 tail.insert(0, m.group())
@@ -210,10 +227,25 @@ def caption_metrics(predictions: Mapping[str, str], references: Mapping[str, Seq
 def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
     """VQA soft accuracy: mean over leave-one-out subsets of ``min(1, #matches among the others / 3)``.
 
-    Prediction and every ground-truth answer go through the full official normalisation (``vqa_normalize``).
-    This is stricter-to-the-intent than ``vqaEval.py`` itself, which normalises the ground truth only when
-    annotators disagree and then only their punctuation (VQAv2 annotations are already normalised, so it rarely
-    matters; it does for raw answers such as "Two" or "Yes.").
+    Normalisation, and how it differs between the references:
+
+    * the current official ``vqaEval.py`` (GT-Vision-Lab/VQA, ``PythonEvaluationTools/vqaEvaluation``) always
+      normalises the prediction fully (``processPunctuation`` + ``processDigitArticle``), but touches the ten
+      ground-truth answers only when they are not all identical, and then applies ``processPunctuation`` alone
+      (no lower-casing, no number words -> digits, no articles);
+    * lmms-eval (``tasks/vqav2/utils.py``) also normalises the ground truth only when the ten answers differ, but
+      then with both steps, and the prediction with both steps;
+    * here: the prediction and every ground-truth answer, always, with both steps (``vqa_normalize``), and the
+      same leave-one-out counting as both.
+
+    We follow lmms-eval, not the official script, where the two differ: it is the rule behind the validation
+    numbers current multimodal LLM papers report, and it is the one consistent with the published metric
+    (visualqa.org/evaluation.html: the processing "is done for ground truth answers as well"); under the official
+    code, a prediction "2" can never match annotators who typed "two" and "Two" (their digits are not mapped).
+    Always normalising is the one deliberate departure from lmms-eval: when all ten answers are identical
+    lmms-eval compares the normalised prediction with the raw answer, so a raw "T-shirt" x 10 could never be
+    matched. VQAv2's released annotations are already in normal form, where the two rules give the same score;
+    the test-dev / test-std numbers come from the EvalAI server either way.
 
     With 10 answers and k matches: k=0 -> 0, 1 -> 0.3, 2 -> 0.6, 3 -> 0.9, >=4 -> 1. With n answers the maximum is
     ``min(1, (n-1)/3)``. A single answer would always give 0 under leave-one-out, so for ``n == 1`` the result
