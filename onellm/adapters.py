@@ -58,7 +58,7 @@ def save_adapter(model, directory: str | Path, base_model: str | Path, state_dic
 
 
 def base_of(adapter_dir: str | Path) -> Path:
-    from .checkpoint import CheckpointError
+    from .errors import CheckpointError
 
     path = Path(adapter_dir) / ADAPTER_FILE
     try:
@@ -79,7 +79,7 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = False) -> Non
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .checkpoint import CheckpointError
+    from .errors import CheckpointError
 
     adapter_dir = Path(adapter_dir)
     base_of(adapter_dir)  # validates the format

@@ -18,9 +18,10 @@ from typing import Iterable, Iterator, Mapping
 import torch
 
 from .config import OneLLMConfig
+from .errors import CheckpointError
 from .io import atomic_directory, save_safetensors
 
-__all__ = ["atomic_directory", "save_model_directory", "load_model_directory", "write_weights"]
+__all__ = ["CheckpointError", "atomic_directory", "save_model_directory", "load_model_directory", "write_weights"]
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -28,8 +29,6 @@ INDEX_FILE = "model.safetensors.index.json"
 FORMAT = "onellm-v1"
 
 
-class CheckpointError(RuntimeError):
-    pass
 
 
 # Read side: every error names the file (a library's "incomplete metadata" or bare JSONDecodeError does not)
@@ -183,13 +182,12 @@ def _rebuild_buffers(model, device: torch.device) -> None:
         raise CheckpointError(f"buffers not restored after loading: {leftover}")
 
 
-def load_model_directory(directory: str | Path, device: str | torch.device | None = None,
+def load_model_directory(directory: str | Path, model_class, device: str | torch.device | None = None,
                          dtype: torch.dtype | None = None, config: OneLLMConfig | None = None,
                          adapter: str | Path | None = None):
     """Build ``OneLLMForConditionalGeneration`` from a model directory (strict), optionally with a LoRA adapter
     directory on top. ``directory`` may itself be an adapter directory: its base model is loaded first. Reads the
     HF-native layout and the one written before it (``"format": "onellm-v1"``, same weight names) alike."""
-    from .model.onellm import OneLLMForConditionalGeneration as OneLLM
     from .adapters import base_of, is_adapter_dir, load_adapter
 
     directory = Path(directory)
@@ -198,7 +196,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
             raise CheckpointError(f"{directory} is an adapter directory; pass the base model as the directory")
         adapter, directory = directory, base_of(directory)
     if adapter is not None:
-        model = load_model_directory(directory, device=device, dtype=dtype, config=config)
+        model = load_model_directory(directory, model_class, device=device, dtype=dtype, config=config)
         load_adapter(model, adapter)
         model.config._name_or_path = model.name_or_path = str(adapter)  # it holds the tuned model's processor
         model.llm.to(device=torch.device(device or "cpu"), dtype=dtype) if dtype else model.llm.to(
@@ -207,7 +205,7 @@ def load_model_directory(directory: str | Path, device: str | torch.device | Non
     config = config or read_config(directory)
     device = torch.device(device or "cpu")
     with torch.device("meta"):
-        model = OneLLM(config)
+        model = model_class(config)
     expected = dict(model.state_dict())
     seen: set[str] = set()
     unexpected: list[str] = []

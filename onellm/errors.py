@@ -40,6 +40,10 @@ class OutputLockedError(UserError, RuntimeError):
     """Another process is writing the same output file."""
 
 
+class CheckpointError(UserError, RuntimeError):
+    """A model directory, adapter or training checkpoint cannot be read; the message names the file."""
+
+
 class TrainingDataError(UserError, RuntimeError):
     """Training cannot go on with this data (e.g. nothing loadable / learnable in a whole epoch)."""
 
@@ -49,7 +53,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     never imports torch."""
     types: list[type[BaseException]] = [UserError]
     for module, name in (("onellm.data.errors", "InputError"), ("onellm.data.manifest", "ManifestError"),
-                         ("onellm.checkpoint", "CheckpointError"), ("onellm.convert", "ConversionError"),
+                         ("onellm.convert", "ConversionError"),
                          ("onellm.evaluation.engine", "EvalError")):
         mod = sys.modules.get(module)
         if mod is not None and isinstance(getattr(mod, name, None), type):

@@ -306,6 +306,6 @@ class OneLLMProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        from .model.onellm import modality_input_names
+        from .constants import modality_input_names
 
         return ["input_ids", "attention_mask"] + [modality_input_names(m)[0] for m in self.config.modalities]

@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from ..constants import IGNORE_INDEX
+from ..constants import IGNORE_INDEX, modality_input_names
 from ..features import CachedFeatures
 
 
@@ -20,8 +20,6 @@ def collate_packed(samples: Sequence, padding_side: Literal["right", "left"] = "
                    with_labels: bool = True, modalities: Sequence[str] | None = None):
     """Pad and stack :class:`~onellm.processing.PackedSample` s -> ``BatchFeature`` (tensors on the CPU)."""
     from transformers import BatchFeature
-
-    from ..model.onellm import modality_input_names
 
     if not samples:
         raise ValueError("cannot collate an empty batch")

@@ -28,7 +28,7 @@ from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
-from ..constants import IGNORE_INDEX
+from ..constants import IGNORE_INDEX, INPUT_SUFFIXES, modality_input_names
 from ..modalities import get as modality_definition
 from ..modalities import parse_modalities
 from .encoder import build_clip_visual, encode_tokens, patch_embed
@@ -36,8 +36,6 @@ from .projection import UniversalProjection
 from .tokenizers import ModalityTokenizers, input_shape
 
 PARTS = ("encoder", "tokenizers", "upm", "experts", "llm")
-VALUES_SUFFIX, FEATURES_SUFFIX, CACHED_SUFFIX = "_values", "_clip_features", "_cached"
-_INPUT_SUFFIXES = (VALUES_SUFFIX, FEATURES_SUFFIX, CACHED_SUFFIX)
 
 
 @dataclass
@@ -49,11 +47,6 @@ class OneLLMOutput(ModelOutput):
     past_key_values: Any = None  # the decoder's KV cache (generation)
     num_tokens: int | None = None  # supervised tokens in the batch (exact averaging across micro-batches)
     loss_sum: torch.Tensor | None = None  # summed cross-entropy, loss = loss_sum / num_tokens
-
-
-def modality_input_names(modality: str) -> tuple[str, str, str]:
-    """The keyword names of a modality's inputs: (``<m>_values``, ``<m>_clip_features``, ``<m>_cached``)."""
-    return modality + VALUES_SUFFIX, modality + FEATURES_SUFFIX, modality + CACHED_SUFFIX
 
 
 class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
@@ -116,7 +109,7 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
         if device is None and isinstance(device_map, (str, torch.device)) and str(device_map) != "auto":
             device = device_map
         config = kwargs.pop("config", None)
-        return load_model_directory(pretrained_model_name_or_path, device=device, dtype=dtype, adapter=adapter,
+        return load_model_directory(pretrained_model_name_or_path, cls, device=device, dtype=dtype, adapter=adapter,
                                     config=config if isinstance(config, OneLLMConfig) else None)
 
     # ------------------------------------------------------------------------------------------------
@@ -325,7 +318,7 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
             **kwargs: ``<m>_values`` / ``<m>_clip_features`` / ``<m>_cached`` of the model's modalities; HF's
                 generation passes its control arguments (``return_dict`` ...) here too, which need nothing.
         """
-        modality_inputs = {k: v for k, v in kwargs.items() if k.endswith(_INPUT_SUFFIXES)}
+        modality_inputs = {k: v for k, v in kwargs.items() if k.endswith(INPUT_SUFFIXES)}
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids (with placeholder ids) or inputs_embeds")

@@ -71,18 +71,20 @@ def configure_trainable(model: OneLLM, recipe: Recipe) -> None:
         apply_lora(model, recipe.lora)
 
 
-def init_from_image(model: OneLLM, targets: list[str]) -> list[str]:
-    """Copy the image modality's UPM parts (tokens, proj1, router, proj2, tags) to ``targets`` (spec §7.5,
-    done for any stage-I checkpoint, not only the old single-expert format)."""
+def init_from_image(model: OneLLM, targets: list[str], source: str = "image") -> list[str]:
+    """Copy the ``source`` modality's UPM parts (tokens, proj1, router, proj2, tags) to ``targets``: stage I
+    aligns images first and the other modalities start from its parts (spec §7.5, done for any stage-I
+    checkpoint, not only the old single-expert format)."""
     upm = model.upm
+    if source not in model.config.modalities:
+        raise ValueError(f"init_from_image: the model has no {source!r} modality to copy from")
     copied = []
     with torch.no_grad():
         for m in targets:
-            if m == "image":
-                continue
-            for src, dst in zip(upm.modality_parameters("image"), upm.modality_parameters(m)):
-                dst.copy_(src)
-            copied.append(str(m))
+            if m != source:
+                for src, dst in zip(upm.modality_parameters(source), upm.modality_parameters(m)):
+                    dst.copy_(src)
+                copied.append(str(m))
     return copied
 
 
