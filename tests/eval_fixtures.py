@@ -80,6 +80,14 @@ def write_nocaps(root: Path) -> list[str]:
                  enumerate(["a red fox in the snow", "an animal standing in snow", "a fox"])]
     _json(root / "nocaps_val_4500_captions.json", {"licenses": [], "info": {}, "images": images,
                                                    "annotations": anns})
+    # the test split: image info only (nocaps.org/download; captions are private), ids from 0 like val
+    test = [{"id": i, "open_images_id": f"{0xabc0 + i:016x}", "height": 40, "width": 48, "coco_url": "",
+             "file_name": f"{0xabc0 + i:016x}.jpg", "license": 0, "date_captured": "2018-11-06 11:04:33"}
+            for i in range(3)]
+    for img in test:
+        _image(root / "images" / img["file_name"])
+    _json(root / "nocaps_test_image_info.json", {"licenses": [], "info": {"description": "nocaps test dataset"},
+                                                 "images": test})
     return ["0", "1"]
 
 
@@ -117,7 +125,24 @@ def write_vqav2(root: Path) -> list[str]:
            "data_subtype": "val2014", "questions": questions})
     _json(root / "v2_mscoco_val2014_annotations.json",
           {"info": {}, "license": {}, "data_subtype": "val2014", "data_type": "mscoco", "annotations": anns})
+    write_vqav2_test(root)
     return [str(s[1]) for s in spec]
+
+
+# test2015 questions: (image_id, question_id, question); the first two are also in test-dev2015.
+VQAV2_TEST = [(1, 1000, "What is on the plate?"), (1, 1001, "Is it raining?"), (2, 2000, "How many cats?")]
+
+
+def write_vqav2_test(root: Path) -> None:
+    """The test question files (``..._test-dev2015_questions.json`` is a subset of ``..._test2015_...``), no
+    answers (the server has them), and ``test2015/`` images."""
+    for subtype, items in [("test-dev2015", VQAV2_TEST[:2]), ("test2015", VQAV2_TEST)]:
+        questions = [{"image_id": i, "question": q, "question_id": qid} for i, qid, q in items]
+        _json(root / f"v2_OpenEnded_mscoco_{subtype}_questions.json",
+              {"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "license": {},
+               "data_subtype": subtype, "questions": questions})
+    for image_id in {i for i, _, _ in VQAV2_TEST}:
+        _image(root / "test2015" / f"COCO_test2015_{image_id:012d}.jpg")
 
 
 def write_gqa(root: Path) -> list[str]:
@@ -234,6 +259,21 @@ def write_valor(root: Path) -> list[str]:
     return ids
 
 
+def write_mmvet(root: Path) -> list[str]:
+    """``mm-vet.json`` (``{"v1_<k>": {"imagename", "question", "answer", "capability"}}``, as in mm-vet.zip) +
+    ``images/``."""
+    data = {
+        "v1_0": {"imagename": "v1_0.png", "question": "What is x in the equation?", "answer": "-1 <AND> -5",
+                 "capability": ["ocr", "math"]},
+        "v1_1": {"imagename": "v1_1.jpg", "question": "What is the brand of this device?", "answer": "Motorola",
+                 "capability": ["ocr", "rec"]},
+    }
+    for q in data.values():
+        _image(root / "images" / q["imagename"])
+    _json(root / "mm-vet.json", data)
+    return list(data)
+
+
 NYU_LABELS = ["bedroom", "living_room", "others"]
 SUN_LABELS = ["corridor", "home_office"]
 
@@ -243,7 +283,7 @@ DATASETS = {
     "gqa": write_gqa, "msvd_qa": write_msvd_qa, "clotho": write_clotho, "clotho_aqa": write_clotho_aqa,
     "objaverse": write_objaverse, "nyuv2": lambda r: write_scenes(r, NYU_LABELS),
     "sunrgbd": lambda r: write_scenes(r, SUN_LABELS), "ego4d_imu": write_ego4d_imu, "nsd": write_nsd_fmri,
-    "valor32k": write_valor,
+    "valor32k": write_valor, "mm-vet": write_mmvet,
 }
 
 

@@ -29,4 +29,5 @@ BENCHMARK = Benchmark(
     data_dir="clotho_aqa", doc_anchor="clotho-aqa", prompt=PROMPT, read=read,
     score=accuracy_scorer(accuracy=lambda p, r: exact_match(p, r.answer),
                           accuracy_any=lambda p, r: max(exact_match(p, a) for a in r.extra["answers"])),
-    primary_metric="accuracy", paper={"accuracy": 57.9})
+    primary_metric="accuracy", paper={"accuracy": 57.9},
+    paper_split="test*", paper_table="Tab. 3", splits={"test": "Clotho-AQA test"})

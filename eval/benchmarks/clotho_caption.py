@@ -22,4 +22,7 @@ def read(root: Path) -> list:
 BENCHMARK = Benchmark(
     name="clotho_caption", modality="audio", description="Clotho v2 evaluation split audio captioning",
     data_dir="clotho", doc_anchor="clotho-caption", prompt=PROMPT, read=read, score=caption_scorer(),
-    primary_metric="CIDEr", table_metrics=("CIDEr", "SPIDEr"), paper={"CIDEr": 29.1, "SPIDEr": 19.5})
+    primary_metric="CIDEr", table_metrics=("CIDEr", "SPIDEr"), paper={"CIDEr": 29.1, "SPIDEr": 19.5},
+    paper_split="evaluation", paper_table="Tab. 3",
+    released="evaluation (audio_cap_clothov2.py: eval_clothocap_ann.json)",
+    splits={"evaluation": "Clotho v2 evaluation, 1045 clips"})

@@ -14,4 +14,7 @@ def read(root: Path, split: str = "test") -> list:
 BENCHMARK = Benchmark(
     name="coco_caption", modality="image", description="COCO Karpathy test split captioning",
     data_dir="coco", doc_anchor="coco-caption", prompt=PROMPT, read=read, score=caption_scorer(),
-    primary_metric="CIDEr", table_metrics=("CIDEr", "BLEU-4"), paper=None)
+    primary_metric="CIDEr", table_metrics=("CIDEr", "BLEU-4"), paper=None,
+    paper_split="– (no COCO number in the paper)",
+    released="Karpathy val (image_cap_cococap.py: coco_karpathy_val.json)",
+    splits={"test": "Karpathy test, 5000 images", "val": "Karpathy val, 5000 images (the released script's)"})

@@ -20,4 +20,6 @@ def read(root: Path) -> list:
 BENCHMARK = Benchmark(
     name="ego4d_imu", modality="imu", description="Ego4D IMU captioning (2000 windows)", data_dir="ego4d_imu",
     doc_anchor="ego4d-imu", prompt=PROMPT, read=read, score=caption_scorer(), primary_metric="CIDEr",
-    table_metrics=("CIDEr", "ROUGE-L"), paper={"CIDEr": 24.9, "ROUGE-L": 19.5})
+    table_metrics=("CIDEr", "ROUGE-L"), paper={"CIDEr": 24.9, "ROUGE-L": 19.5},
+    paper_split="2000 held-out windows",
+    released="2000 windows (imu_cap_ego4d.py: imu_2000_cococap.json)", splits={"test": "2000 held-out windows"})

@@ -15,4 +15,6 @@ def read(root: Path, split: str = "test") -> list:
 BENCHMARK = Benchmark(
     name="flickr30k", modality="image", description="Flickr30K Karpathy test split captioning",
     data_dir="flickr30k", doc_anchor="flickr30k", prompt=PROMPT, read=read, score=caption_scorer(),
-    primary_metric="CIDEr", paper={"CIDEr": 78.6})
+    primary_metric="CIDEr", paper={"CIDEr": 78.6},
+    paper_split="Karpathy test*", paper_table="Tab. 1",
+    splits={"test": "Karpathy test, 1000 images", "val": "Karpathy val, 1014 images"})

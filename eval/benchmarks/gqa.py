@@ -17,4 +17,6 @@ def read(root: Path) -> list:
 BENCHMARK = Benchmark(
     name="gqa", modality="image", description="GQA test-dev balanced", data_dir="gqa", doc_anchor="gqa",
     prompt=PROMPT, read=read, score=accuracy_scorer(accuracy=lambda p, r: exact_match(p, r.answer)),
-    primary_metric="accuracy", paper={"accuracy": 59.5})
+    primary_metric="accuracy", paper={"accuracy": 59.5},
+    paper_split="test-dev balanced*", paper_table="Tab. 1",
+    splits={"testdev-balanced": "test-dev balanced, 12,578 questions"})

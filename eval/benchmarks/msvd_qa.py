@@ -27,4 +27,6 @@ BENCHMARK = Benchmark(
     prompt=PROMPT, read=read,
     score=accuracy_scorer(lenient_acc=lambda p, r: lenient_match(p, r.answer),
                           exact_acc=lambda p, r: exact_match(p, r.answer)),
-    primary_metric="lenient_acc", table_metrics=("lenient_acc", "exact_acc"), paper={"lenient_acc": 56.5})
+    primary_metric="lenient_acc", table_metrics=("lenient_acc", "exact_acc"), paper={"lenient_acc": 56.5},
+    paper_split="test", paper_table="Tab. 2", released="test (video_qa_msvd.py: test_qa.json)",
+    splits={"test": "test, 13,157 questions"})

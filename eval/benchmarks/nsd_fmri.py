@@ -18,4 +18,7 @@ def read(root: Path) -> list:
 BENCHMARK = Benchmark(
     name="nsd_fmri", modality="fmri", description="NSD subj01 test fMRI captioning", data_dir="nsd",
     doc_anchor="nsd-fmri", prompt=PROMPT, read=read, score=caption_scorer(), primary_metric="CIDEr",
-    table_metrics=("CIDEr", "ROUGE-L"), paper={"CIDEr": 31.7, "ROUGE-L": 25.1})
+    table_metrics=("CIDEr", "ROUGE-L"), paper={"CIDEr": 31.7, "ROUGE-L": 25.1},
+    paper_split="subj01 test",
+    released="subj01 test (fmri_cap_nsd.py: fmri_eval_cococap.json, not released: issue #16)",
+    splits={"test": "subj01 test"})

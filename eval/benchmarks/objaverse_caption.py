@@ -21,4 +21,7 @@ BENCHMARK = Benchmark(
     name="objaverse_caption", modality="point", description="Objaverse (PointLLM split) 3D object captioning",
     data_dir="objaverse", doc_anchor="objaverse-caption", prompt=PROMPT, read=read, score=caption_scorer(),
     primary_metric="BLEU-1", table_metrics=("BLEU-1", "ROUGE-L", "METEOR"),
-    paper={"BLEU-1": 42.2, "ROUGE-L": 45.3, "METEOR": 20.3})
+    paper={"BLEU-1": 42.2, "ROUGE-L": 45.3, "METEOR": 20.3},
+    paper_split="PointLLM 200-object test", paper_table="Tab. 5",
+    released="pointllm_test.json (point_cap_pointllm.py)",
+    splits={"test": "PointLLM's 200 test objects"})

@@ -56,4 +56,5 @@ def score(predictions, records) -> dict:
 BENCHMARK = Benchmark(
     name="synth", modality="all", description="onellm synth world: attribute accuracy per modality",
     data_dir="synth", doc_anchor="synth", prompt=PROMPT, read=read, score=score, primary_metric="caption_acc",
-    table_metrics=("caption_acc", "qa_acc", "chance"), paper=None, select=first_per_modality)
+    table_metrics=("caption_acc", "qa_acc", "chance"), paper=None, select=first_per_modality,
+    splits={"test": "the split folder given (onellm synth --split test)"}, breakdown="modality")

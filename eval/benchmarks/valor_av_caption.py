@@ -19,4 +19,5 @@ def read(root: Path) -> list:
 BENCHMARK = Benchmark(
     name="valor_av_caption", modality="video+audio", description="VALOR-32K test audio-visual captioning",
     data_dir="valor32k", doc_anchor="valor-av-caption", prompt=PROMPT, read=read, score=caption_scorer(),
-    primary_metric="CIDEr", paper={"CIDEr": 29.2})
+    primary_metric="CIDEr", paper={"CIDEr": 29.2},
+    paper_split="test*", paper_table="Tab. 4", splits={"test": "VALOR-32K test, 3500 clips"})

@@ -10,7 +10,13 @@ A definition turns a dataset folder, laid out as the public release ships it (do
   and gives them an empty prompt). Missing files raise :class:`DataNotFound`.
 * ``score(predictions, records) -> {metric: value}``: ``predictions`` maps the ids answered without error to the
   answer text; only those records are scored (items whose input failed are counted as errors by the engine).
-  Values are percentages (0-100; CIDEr x 100), the paper's scale.
+  Values are percentages (0-100; CIDEr x 100), the paper's scale: every number ``onellm eval`` reports is one.
+* ``splits`` (name -> description, the first is the default) says what ``--split`` may choose; ``read`` gets
+  ``split=`` when there are several. A split in ``remote_splits`` has no public answers (or is graded by an
+  external tool): nothing is scored locally and ``submit(answers, root, split)`` writes the file the server takes
+  (:mod:`onellm.evaluation.submission`).
+* ``paper`` / ``paper_split`` / ``paper_table`` / ``released``: the released OneLLM-7B's number, the split it is on,
+  where in the paper it is, and the split the released evaluation script used -- the row of ``results.md``.
 """
 from __future__ import annotations
 
@@ -23,11 +29,17 @@ from typing import Any
 
 from ..data.manifest import Record, parse_record
 from ..generation import GenerationConfig
-from .metrics import caption_metrics, classification_accuracy, mean_metric
+from .metrics import caption_metrics, mean_metric
+from .scene import NYUV2, SUNRGBD, SceneLabels
+from .submission import SubmissionFile
 
 Predictions = Mapping[str, str]
 ScoreFn = Callable[[Predictions, Sequence[Record]], dict[str, float]]
+SubmitFn = Callable[[Predictions, Path, str], "SubmissionFile | None"]  # (answers, data root, split)
 
+# Shown under results.md: where a paper split carries "*".
+PAPER_SPLIT_NOTE = ("* the paper does not name this split; shown is the convention of the tables it compares with "
+                    "(LLaVA-1.5 for VQAv2 / GQA, Qwen-VL for NoCaps / Flickr30K, the standard test splits otherwise).")
 CAPTION_PROMPT = "Provide a one-sentence caption for the provided {noun}."  # paper Tab. 11
 SHORT_ANSWER = "{question}\nAnswer the question using a single word or phrase."  # released scripts (spec §5)
 
@@ -55,6 +67,13 @@ class Benchmark:
     primary_metric: str
     table_metrics: tuple[str, ...] = ()  # metrics shown in results.md; default: (primary_metric,)
     paper: Mapping[str, float] | None = None  # released OneLLM-7B (spec §5); None: the paper reports none
+    paper_split: str = "–"  # the split the paper's number is on ("*": not named by the paper, see PAPER_SPLIT_NOTE)
+    paper_table: str = ""  # where the number is in the paper ("Tab. 1")
+    released: str = "none released"  # the split the released evaluation script used (spec §5)
+    splits: Mapping[str, str] = field(default_factory=dict)  # name -> description; the first is the default
+    remote_splits: frozenset[str] = frozenset()  # scored by a server / external grader: submission file only
+    submit: SubmitFn | None = None  # the file for the server / grader; None for a split without one
+    breakdown: str | None = None  # what the "<group>/<metric>" keys group by ("modality", "domain", ...)
     gen: GenerationConfig = field(default_factory=GenerationConfig)  # released scripts: 0.1 / 0.75 / 128
     template: str = "chat"
     select: Callable[[list[Record], int], list[Record]] | None = None  # --limit K; default: the first K
@@ -62,6 +81,13 @@ class Benchmark:
     @property
     def shown_metrics(self) -> tuple[str, ...]:
         return self.table_metrics or (self.primary_metric,)
+
+    @property
+    def default_split(self) -> str:
+        return next(iter(self.splits), "")
+
+    def is_remote(self, split: str) -> bool:
+        return split in self.remote_splits
 
     @property
     def doc_link(self) -> str:
@@ -208,21 +234,16 @@ def accuracy_scorer(**metrics: Callable[[str, Record], float]) -> ScoreFn:
 # Zero-shot scene classification on depth / normal maps (NYUv2, SUN RGB-D; layout in docs/evaluation.md)
 # ----------------------------------------------------------------------------------------------------------------
 SCENE_PROMPT = "{classes} What is the category of this scene? Choice one class from the class sets."  # Tab. 11
-# NYUv2: the 9 most frequent scene types + "others" (the 10-class protocol of Omnivore / ImageBind).
-NYUV2_CLASSES = ("bedroom", "kitchen", "living_room", "bathroom", "dining_room", "office", "home_office",
-                 "classroom", "bookstore", "others")
-# SUN RGB-D: the 19 scene categories with > 80 images (Song et al., CVPR 2015).
-SUNRGBD_CLASSES = ("bathroom", "bedroom", "classroom", "computer_room", "conference_room", "corridor", "dining_area",
-                   "dining_room", "discussion_area", "furniture_store", "home_office", "kitchen", "lab",
-                   "lecture_theatre", "library", "living_room", "office", "rest_space", "study_space")
+NYUV2_CLASSES = NYUV2.classes  # the 10-class protocol of Omnivore / ImageBind (onellm.evaluation.scene)
+SUNRGBD_CLASSES = SUNRGBD.classes  # the 19 categories with > 80 images (Song et al., CVPR 2015)
 
 
-def scene_records(root: Path, modality: str, default_classes: Sequence[str]) -> list[Record]:
+def scene_records(root: Path, modality: str, labels: SceneLabels) -> list[Record]:
     """``annotations.json`` = ``[{"id", "rgb", "depth", "normal", "label"}]`` (paths relative to ``root``) and an
-    optional ``classes.txt`` (one class a line; default: ``default_classes``). ``modality``: "depth" | "normal"."""
+    optional ``classes.txt`` (one class a line; default: ``labels.classes``). ``modality``: "depth" | "normal"."""
     anns = load_json(root / "annotations.json", "scene annotation list")
     classes_txt = root / "classes.txt"
-    classes = default_classes
+    classes: Sequence[str] = labels.classes
     if classes_txt.exists():
         classes = [c.strip() for c in classes_txt.read_text(encoding="utf-8").splitlines() if c.strip()]
     prompt = SCENE_PROMPT.format(classes=", ".join(c.replace("_", " ") for c in classes))
@@ -238,5 +259,15 @@ def scene_records(root: Path, modality: str, default_classes: Sequence[str]) -> 
     return records
 
 
-def scene_scorer() -> ScoreFn:
-    return accuracy_scorer(accuracy=lambda p, r: classification_accuracy(p, r.answer, r.extra["classes"]))
+def scene_scorer(labels: SceneLabels) -> ScoreFn:
+    """Accuracy under the one-class rule of :mod:`onellm.evaluation.scene` (synonyms and plurals of ``labels``,
+    applied to the record's class list, which ``classes.txt`` may have changed)."""
+    cache: dict[tuple[str, ...], SceneLabels] = {}
+
+    def correct(prediction: str, record: Record) -> float:
+        key = tuple(record.extra["classes"])
+        if key not in cache:
+            cache[key] = labels if key == labels.classes else labels.with_classes(key)
+        return float(cache[key].verdict(prediction, record.answer))
+
+    return accuracy_scorer(accuracy=correct)

@@ -5,16 +5,23 @@
   ``$ONELLM_BENCHMARKS`` / ``--benchmarks-dir``; ``all`` runs the list in ``<that folder>/../all.yaml``.
 * Every selected benchmark's data is read before the model loads, so a missing file fails at once. With ``all``
   a benchmark whose data is missing becomes a "skipped" row and the others run.
-* Predictions go to ``OUTPUT/<name>/predictions.jsonl`` (resumable: answered ids are skipped), the settings they
-  were made with to ``settings.json`` (a re-run with other settings is refused rather than mixing answers),
-  scores to ``metrics.json``; ``OUTPUT/results.md`` / ``results.json`` hold one row per benchmark.
+* Predictions go to ``OUTPUT/<name>/predictions.jsonl`` (``OUTPUT/<name>-<split>/`` for a split other than the
+  default; resumable: answered ids are skipped), the settings they were made with to ``settings.json`` (a re-run
+  with other settings is refused rather than mixing answers), scores to ``metrics.json``. A split scored by a
+  server (VQAv2 test-dev, NoCaps test) or an external grader (MM-Vet) gets the file to upload instead of scores.
+* ``OUTPUT/results.md`` / ``results.json``: one row per benchmark (+ one per modality / domain / answer type it
+  breaks down into) with the split, ours, and the paper's OneLLM-7B number with the split it is on.
+* ``OUTPUT`` defaults to ``<run>/eval`` for a training run's ``<run>/model``, else ``runs/eval/<model folder>-<hash
+  of its full path>``: two models never share a folder, and nothing lands in the source tree.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +30,9 @@ import onellm
 
 from ..data.manifest import Record
 from ..generation import GenerationConfig
-from .benchmark import Benchmark, DataNotFound
+from ..io import atomic_write_json, atomic_write_text
+from ..outputs import iter_rows
+from .benchmark import PAPER_SPLIT_NOTE, Benchmark, DataNotFound
 
 ENV_VAR = "ONELLM_BENCHMARKS"
 
@@ -39,6 +48,22 @@ def benchmarks_dir(override: str | Path | None = None) -> Path:
     if not path.is_dir():
         raise EvalError(f"benchmark definitions folder not found: {path} (set --benchmarks-dir or ${ENV_VAR})")
     return path
+
+
+# What a training run writes next to its model (onellm.training.trainer: recipe.json at the start,
+# train_summary.json at the end); named here rather than imported, so evaluation does not import the trainer.
+RUN_MARKERS = ("recipe.json", "train_summary.json")
+
+
+def default_output(model: str | Path) -> Path:
+    """Where ``onellm eval`` writes when ``--output`` is not given: ``<run>/eval`` for a training run's
+    ``<run>/model`` (every stage's model folder is called ``model``, so the model folder's name cannot tell two
+    stages apart), else ``runs/eval/<model folder>-<8 hex of the full path's sha256>`` (``runs/`` is git-ignored)."""
+    path = Path(model).resolve()
+    if any((path.parent / m).is_file() for m in RUN_MARKERS):
+        return path.parent / "eval"
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return Path("runs") / "eval" / f"{path.name}-{digest}"
 
 
 def load_benchmark(path: Path) -> Benchmark:
@@ -90,11 +115,31 @@ class EvalSettings:
     top_p: float | None = None  # 0.75
     seed: int = 0
     progress: bool = True
+    split: str | None = None  # None: each benchmark's default (or all.yaml's option)
 
 
 def generation_for(bench: Benchmark, s: EvalSettings) -> GenerationConfig:
     overrides = {"max_new_tokens": s.max_new_tokens, "temperature": s.temperature, "top_p": s.top_p}
     return dataclasses.replace(bench.gen, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def resolve_split(bench: Benchmark, options: dict, override: str | None) -> tuple[str, dict]:
+    """(split, read options): ``override`` (``--split``), else the listing's ``split`` option, else the default.
+    ``read`` is given ``split=`` only when the benchmark has several; an unknown split is an EvalError."""
+    options = dict(options)
+    split = override or options.pop("split", None) or bench.default_split
+    if bench.splits and split not in bench.splits:
+        raise EvalError(f"{bench.name} has no split {split!r}; its splits: {', '.join(bench.splits)}")
+    if not bench.splits and override:
+        raise EvalError(f"{bench.name} has no --split choice")
+    if len(bench.splits) > 1:
+        options["split"] = split
+    return split, options
+
+
+def folder_name(bench: Benchmark, split: str) -> str:
+    """``<name>`` for the default split, ``<name>-<split>`` for another (their predictions never mix)."""
+    return bench.name if split == bench.default_split else f"{bench.name}-{split}"
 
 
 def data_root(bench: Benchmark, data: Path, single: bool) -> Path:
@@ -127,32 +172,31 @@ def _check_first_inputs(records: Sequence[Record]) -> None:
                 raise DataNotFound(p, f"{ref.modality} file of the first item (media not downloaded?)")
 
 
-def read_predictions(path: Path, ids: set[str]) -> tuple[dict[str, str], dict[str, str]]:
-    """({id: answer}, {id: error}) for ``ids`` from a predictions JSONL (bad lines are ignored)."""
+def read_predictions(path: Path, ids: set[str], log=None) -> tuple[dict[str, str], dict[str, str]]:
+    """({id: answer}, {id: error}) for ``ids`` from a predictions JSONL.
+
+    A bad line anywhere (not JSON, not an object -- ``null``, ``[1, 2]`` --, no ``id``, an answer that is not a
+    string, a torn last line) is skipped and reported once, with its line number, through ``log`` (default:
+    stderr); the lines after it still count. An id with an answer on any line counts as answered."""
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     answers: dict[str, str] = {}
     errors: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-                rid = str(row["id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            if rid in ids:
-                (errors if "error" in row else answers)[rid] = row.get("error") or row.get("answer") or ""
-    return answers, errors
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write atomically (temp file + rename): a kill never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    if not path.exists():
+        return answers, errors
+    for n, row, problem, _, _ in iter_rows(path):
+        if row is not None and "answer" in row and not isinstance(row["answer"], str):
+            problem, row = f"'answer' is {type(row['answer']).__name__}, not a string", None
+        if row is None:
+            log(f"onellm eval: warning: {path} line {n}: {problem}; skipped")
+            continue
+        rid = str(row["id"])
+        if rid not in ids:
+            continue
+        if "answer" in row:
+            answers[rid] = row["answer"]
+        elif rid not in answers:
+            errors[rid] = str(row.get("error") or "")
+    return answers, {k: v for k, v in errors.items() if k not in answers}
 
 
 def _check_settings(folder: Path, settings: dict[str, Any], write: bool = True) -> None:
@@ -167,7 +211,7 @@ def _check_settings(folder: Path, settings: dict[str, Any], write: bool = True) 
             raise EvalError(f"{preds} was made with other settings {diff} (old, new); use another --output "
                             "or delete that folder")
     if write:
-        write_json(path, settings)
+        atomic_write_json(path, settings)
 
 
 def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict[str, Benchmark],
@@ -185,27 +229,34 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
             raise EvalError(f"model directory not found: {model}")
         model_id = model_id or str(Path(model).resolve())
     single = len(selection) == 1
-    plans: list[tuple[Benchmark, Path, list[Record] | None, str, str | None]] = []
+    plans: list[tuple[Benchmark, Path, list[Record] | None, str, str, str | None]] = []
     for name, options in selection:  # read everything first: data problems show before the model loads
         bench = benchmarks[name]
         root = data_root(bench, Path(settings.data), single)
         template = settings.template or bench.template
         try:
+            split, options = resolve_split(bench, options, settings.split)
+        except EvalError as exc:
+            if not skip_missing:
+                raise
+            plans.append((bench, root, None, template, bench.default_split, str(exc)))
+            continue
+        try:
             records = prepare(bench, root, template, options, settings.limit)
         except DataNotFound as exc:
             if not skip_missing:
                 raise EvalError(f"{exc}; see {bench.doc_link}") from None
-            plans.append((bench, root, None, template, f"data not found: {exc.path}"))
+            plans.append((bench, root, None, template, split, f"data not found: {exc.path}"))
             continue
         reason = None if records else f"no caption requests with --template {template}"
-        plans.append((bench, root, records, template, reason))
+        plans.append((bench, root, records, template, split, reason))
     loaded = None if isinstance(model, (str, Path)) else model
     rows = []
-    for bench, root, records, template, reason in plans:
+    for bench, root, records, template, split, reason in plans:
         if reason:
-            rows.append(_row(bench, None, skipped=reason))
+            rows.append(_row(bench, split, None, skipped=reason))
             continue
-        folder = Path(settings.output) / bench.name
+        folder = Path(settings.output) / folder_name(bench, split)
         preds_path = folder / "predictions.jsonl"
         gen = generation_for(bench, settings)
         run = {"model": model_id, "template": template, "generation": dataclasses.asdict(gen)}
@@ -223,18 +274,26 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
         if rank != 0:
             continue
         answers, errors = read_predictions(preds_path, ids)
-        metrics = {k: float(v) for k, v in bench.score(answers, records).items()}
-        result = {"benchmark": bench.name, "modality": bench.modality, "description": bench.description,
-                  "data": str(root), "metrics": metrics, "primary_metric": bench.primary_metric,
-                  "paper": dict(bench.paper) if bench.paper else None, "n": len(answers), "n_errors": len(errors),
+        remote = bench.is_remote(split)  # no public answers / external grader: nothing to score here
+        metrics = {} if remote else {k: float(v) for k, v in bench.score(answers, records).items()}
+        result = {"benchmark": bench.name, "split": split, "modality": bench.modality,
+                  "description": bench.description, "data": str(root), "metrics": metrics,
+                  "primary_metric": bench.primary_metric, "paper": dict(bench.paper) if bench.paper else None,
+                  "paper_split": bench.paper_split, "n": len(answers), "n_errors": len(errors),
                   "n_total": len(records), "limit": settings.limit, **run}
-        write_json(folder / "metrics.json", result)
-        rows.append(_row(bench, result))
+        submission = bench.submit(answers, root, split) if bench.submit else None
+        if submission is not None:
+            path = folder / submission.filename
+            atomic_write_json(path, submission.payload, indent=None)  # test-std: 447,793 entries
+            result["submission"] = {"file": str(path), "upload": submission.upload,
+                                    "n_answered": submission.n_answered, "n_total": submission.n_total}
+        atomic_write_json(folder / "metrics.json", result)
+        rows.append(_row(bench, split, result))
     if rank != 0:
         return []
     out = Path(settings.output)
-    write_json(out / "results.json", rows)
-    write_text(out / "results.md", format_table(rows))
+    atomic_write_json(out / "results.json", rows)
+    atomic_write_text(out / "results.md", format_table(rows))
     return rows
 
 
@@ -250,43 +309,110 @@ def run_benchmarks(model: Any, benchmark: str, data: str | Path, output: str | P
                     skip_missing=is_all, device=device, dtype=dtype)
 
 
-def _row(bench: Benchmark, result: dict | None, skipped: str | None = None) -> dict[str, Any]:
-    row = {"benchmark": bench.name, "modality": bench.modality, "table_metrics": list(bench.shown_metrics),
-           "paper": dict(bench.paper) if bench.paper else None, "status": "skipped" if skipped else "ok"}
+def _row(bench: Benchmark, split: str, result: dict | None, skipped: str | None = None,
+         status: str | None = None) -> dict[str, Any]:
+    """One results.json row; ``status``: "ok", "skipped", "submission" (a remote split) or "not run"."""
+    row = {"benchmark": bench.name, "split": split, "modality": bench.modality,
+           "table_metrics": list(bench.shown_metrics), "paper": dict(bench.paper) if bench.paper else None,
+           "paper_split": bench.paper_split, "paper_table": bench.paper_table, "released": bench.released,
+           "breakdown": bench.breakdown}
+    if status == "not run":
+        return {**row, "status": status}
     if skipped:
-        return {**row, "reason": skipped, "doc": bench.doc_link}
-    return {**row, "metrics": result["metrics"], "n": result["n"], "n_errors": result["n_errors"],
-            "n_total": result["n_total"]}
+        return {**row, "status": "skipped", "reason": skipped, "doc": bench.doc_link}
+    # a split scored by a server has a submission file and no metrics (nocaps val has both)
+    status = "submission" if "submission" in result and not result["metrics"] else "ok"
+    row = {**row, "status": status, "metrics": result["metrics"], "n": result["n"], "n_errors": result["n_errors"],
+           "n_total": result["n_total"]}
+    if "submission" in result:
+        row["submission"] = result["submission"]
+    return row
 
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def breakdown_rows(row: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """(group, {metric: value}) for the ``"<group>/<metric>"`` keys of the row's shown metrics, in the order the
+    scorer gave them: synth per modality, nocaps per domain, VQAv2 per answer type."""
+    groups: dict[str, dict[str, float]] = {}
+    for key, value in (row.get("metrics") or {}).items():
+        group, _, metric = key.rpartition("/")
+        if group and metric in row["table_metrics"]:
+            groups.setdefault(group, {})[metric] = value
+    return list(groups.items())
+
+
+TABLE_HEADER = ("| benchmark | split | modality | metric | ours | paper (OneLLM-7B) | paper's split | released "
+                "script's split | n |")
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown: benchmark | modality | metric | ours | paper (released OneLLM-7B) | n."""
-    lines = ["| benchmark | modality | metric | ours | paper (OneLLM-7B) | n |", "|---|---|---|---|---|---|"]
+    """``results.md``: per benchmark (and per group it breaks down into) the split we scored, ours, the paper's
+    number with its split and table, and the split of the released evaluation script. Percentages throughout."""
+    lines = ["# OneLLM evaluation results", "",
+             "All numbers are percentages (accuracy in %, CIDEr / BLEU / ROUGE-L / METEOR x 100), as in the paper. "
+             "`paper` is the released OneLLM-7B as the OneLLM paper (CVPR 2024) reports it; `released script's "
+             "split` is the split of the released evaluation script (spec §5) where there is one.", "",
+             TABLE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         names = r["table_metrics"]
         paper = " / ".join(_fmt((r["paper"] or {}).get(m)) for m in names)
+        paper_split = r["paper_split"] + (f" ({r['paper_table']})" if r.get("paper_table") else "")
         if r["status"] == "skipped":
             ours, n = f"skipped ({r['reason']})", "–"
+        elif r["status"] == "not run":
+            ours, n = "not run", "–"
         else:
             ours = " / ".join(_fmt(r["metrics"].get(m)) for m in names)
+            if r["status"] == "submission":
+                ours = f"→ `{Path(r['submission']['file']).name}` (scored by the server / grader)"
             n = str(r["n"])
             if r["n_errors"]:
                 n += f" (+{r['n_errors']} errors)"
             if r["n"] + r["n_errors"] < r["n_total"]:
                 n += f" of {r['n_total']}"
-        lines.append(f"| {r['benchmark']} | {r['modality']} | {' / '.join(names)} | {ours} | {paper} | {n} |")
+        lines.append(f"| {r['benchmark']} | {r['split'] or '–'} | {r['modality']} | {' / '.join(names)} | {ours} | "
+                     f"{paper} | {paper_split} | {r['released']} | {n} |")
+        for group, values in breakdown_rows(r):
+            modality = group if r.get("breakdown") == "modality" else r["modality"]
+            cells = " / ".join(_fmt(values.get(m)) for m in names)
+            lines.append(f"| {r['benchmark']} · {group} | {r['split'] or '–'} | {modality} | {' / '.join(names)} | "
+                         f"{cells} | – |  |  |  |")
+    if any("*" in r["paper_split"] for r in rows):
+        lines += ["", PAPER_SPLIT_NOTE]
     return "\n".join(lines) + "\n"
+
+
+def paper_table(benchmarks: dict[str, Benchmark], names: Sequence[str]) -> str:
+    """``results.md`` before any run: every listed benchmark's paper number, metric and splits, ours "not run"
+    (docs/results/paper-vs-ours.md is this, for eval/all.yaml)."""
+    return format_table([_row(benchmarks[n], benchmarks[n].default_split, None, status="not run") for n in names])
+
+
+def submission_messages(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per written submission file: where it is, where it goes, whether it is complete."""
+    out = []
+    for r in rows:
+        sub = r.get("submission")
+        if not sub:
+            continue
+        line = f"{r['benchmark']} ({r['split']}): wrote {sub['file']}; {sub['upload']}"
+        if sub["n_answered"] < sub["n_total"]:
+            line += (f". INCOMPLETE: {sub['n_answered']} of {sub['n_total']} entries answered (the others are "
+                     "empty); a server scores them as wrong")
+        out.append(line)
+    return out
 
 
 def list_benchmarks(benchmarks: dict[str, Benchmark]) -> str:
     """A markdown listing of the available definitions (``onellm eval --list``)."""
-    lines = ["| benchmark | modality | data sub-folder | metric | paper | docs |", "|---|---|---|---|---|---|"]
+    lines = ["| benchmark | modality | data sub-folder | splits | metric | paper | docs |",
+             "|---|---|---|---|---|---|---|"]
     for b in benchmarks.values():
         paper = " / ".join(_fmt((b.paper or {}).get(m)) for m in b.shown_metrics)
-        lines.append(f"| {b.name} | {b.modality} | {b.data_dir} | {' / '.join(b.shown_metrics)} | {paper} | "
-                     f"{b.doc_link} |")
+        splits = ", ".join(f"{s} (server)" if b.is_remote(s) else s for s in b.splits) or "–"
+        lines.append(f"| {b.name} | {b.modality} | {b.data_dir} | {splits} | {' / '.join(b.shown_metrics)} | "
+                     f"{paper} | {b.doc_link} |")
     return "\n".join(lines) + "\n"
