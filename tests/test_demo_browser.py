@@ -151,3 +151,67 @@ def test_an_example_is_one_click(page):
     page.page.click("#send")
     status = page.wait_status("status", "Answered", "Error")
     assert "Answered" in status and "(audio" in status
+
+
+@pytest.fixture(scope="module")
+def endless_server(deps, model_dir, tmp_path_factory):
+    """A demo of the tiny model with EOS and every '#' token muted (zero logits): its answers run to
+    max_new_tokens, long enough to press Stop while they stream."""
+    import torch
+
+    from onellm.demo.browser import serve
+    from onellm.model import OneLLM
+    from onellm.processing import OneLLMProcessor
+
+    tmp = tmp_path_factory.mktemp("endless")
+    model = OneLLM.from_pretrained(model_dir, device="cpu", dtype=torch.float32)
+    processor = OneLLMProcessor.from_pretrained(model_dir)
+    banned = [model.config.llm.eos_token_id] + [i for i in range(model.config.llm.vocab_size)
+                                                if "#" in processor.decode([i])]
+    with torch.no_grad():
+        model.llm.lm_head.weight[banned] = 0
+    model.save_pretrained(tmp / "model", processor=processor)
+    log = tmp / "server.log"
+    args = ["--device", "cpu", "--dtype", "fp32", "--temperature", "0", "--max-new-tokens", "480", "--no-examples"]
+    try:
+        with serve(tmp / "model", args, log_path=log) as url:
+            yield url
+    except Exception:
+        print(log.read_text() if log.exists() else "(no server log)")
+        raise
+
+
+def test_stop_keeps_the_partial_answer_and_the_session(browser, endless_server, world):
+    from onellm.demo.browser import DemoPage
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        page = DemoPage(context.new_page(), endless_server).open()
+        page.upload("image", world["image"][0][0])
+        assert "Encoded" in page.input_status("image")
+        page.ask("Describe this image.", wait=False)
+        page.page.wait_for_function(  # streaming: some text shown while the turn still runs
+            "() => { const b = document.querySelectorAll('#chatbot [data-testid=bot]');"
+            " return b.length == 1 && b[0].innerText.trim().length > 0; }", timeout=page.timeout_ms)
+        assert "Generating" in page.status_text("status")
+        page.page.click("#stop")
+        assert "Stopped" in page.wait_status("status", "Stopped")
+        partial = page.answers()
+        assert len(partial) == 1 and partial[0]
+        page.page.wait_for_timeout(1000)
+        assert page.answers() == partial, "nothing streams after Stop"
+        assert "Stopped" in page.status_text("status")
+        # the session goes on: the next turn answers (its history holds the partial answer)
+        page.page.fill("#question textarea", "And then?")
+        page.page.click("#send")
+        page.page.wait_for_function("() => document.querySelectorAll('#chatbot [data-testid=bot]').length == 2",
+                                    timeout=page.timeout_ms)
+        page.page.click("#stop")
+        page.wait_status("status", "Stopped")
+        assert page.answers()[0] == partial[0]
+        page.page.click("#reset")
+        page.page.wait_for_function("() => document.querySelectorAll('#chatbot [data-testid=bot]').length == 0",
+                                    timeout=page.timeout_ms)
+        assert "Encoded" in page.status_text("status-image"), "Reset keeps the inputs"
+    finally:
+        context.close()

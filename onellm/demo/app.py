@@ -95,12 +95,15 @@ class DemoApp:
 
     def _drop_stop(self, session: str, event: threading.Event) -> None:
         with self._stops_lock:
-            self._stops[session].discard(event)
+            if session in self._stops:
+                self._stops[session].discard(event)
+                if not self._stops[session]:
+                    del self._stops[session]
 
     def stop_session(self, session: str) -> int:
         """Stop every turn this browser session is generating; returns how many."""
         with self._stops_lock:
-            events = list(self._stops.get(session, ()))
+            events = list(self._stops.pop(session, ()))
         for event in events:
             event.set()
         return len(events)
@@ -189,8 +192,8 @@ class DemoApp:
             try:
                 for update in turn.stream():
                     messages[-1] = {"role": "assistant", "content": text_part(update.text)}
-                    if not update.done:
-                        yield messages, gr.update(), "Generating…"
+                    if not update.done:  # the status stays as it is: a late update never hides "Stopped"
+                        yield messages, gr.update(), gr.update()
                         continue
                     seconds = time.perf_counter() - start
                     used = " + ".join(e.modality for e in encoded) or "text only"
@@ -256,8 +259,8 @@ class DemoApp:
             events = [trigger(self.respond, chat_inputs, chat_outputs, concurrency_limit=self.concurrency,
                               concurrency_id="chat", show_progress="hidden")
                       for trigger in (send.click, question.submit)]
-            stop.click(self.stop, None, [status], cancels=events, queue=False)
-            reset.click(self.reset, None, [chatbot, question, status], cancels=events, queue=False)
+            stop.click(self.stop, None, [status], cancels=events)
+            reset.click(self.reset, None, [chatbot, question, status], cancels=events)
             self._add_examples(tabs, all_inputs, question)
         blocks.queue(default_concurrency_limit=self.concurrency, max_size=self.queue_size)
         return blocks
