@@ -11,8 +11,8 @@ import pytest
 from onellm.cli import main
 from onellm.commands import eval as eval_cmd
 from onellm.evaluation import metrics
-from onellm.evaluation.engine import (benchmarks_dir, default_output, format_table, load_benchmarks, paper_table,
-                                     read_predictions)
+from onellm.evaluation.engine import benchmarks_dir, default_output, load_benchmarks, read_predictions
+from onellm.evaluation.report import merge_rows, paper_table
 
 from eval_fixtures import DATASETS, NYU_LABELS, write_all, write_gqa, write_scenes
 
@@ -457,3 +457,11 @@ def test_read_predictions_skips_bad_lines(tmp_path):
     assert [int(m.split(" line ")[1].split(":")[0]) for m in logged] == [2, 3, 4, 5, 6, 11]  # each once
     assert "not a JSON object (NoneType)" in logged[1] and "not a JSON object (list)" in logged[2]
     assert all(str(path) in m for m in logged)
+
+
+def test_results_keep_other_splits_of_the_folder():
+    """results.md of a folder shows every benchmark and split evaluated into it: a new run replaces its own rows."""
+    old = [{"benchmark": "vqav2", "split": "val", "v": 1}, {"benchmark": "gqa", "split": "testdev-balanced", "v": 1}]
+    new = [{"benchmark": "vqav2", "split": "test-dev", "v": 2}, {"benchmark": "gqa", "split": "testdev-balanced",
+                                                                 "v": 2}]
+    assert merge_rows(old, new) == [old[0], new[1], new[0]]

@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import CheckpointError
-    from ..evaluation.engine import (EvalError, benchmarks_dir, default_output, list_benchmarks, load_benchmarks,
-                                     paper_table, run_benchmarks, select, submission_messages)
+    from ..evaluation.engine import (EvalError, benchmarks_dir, default_output, load_benchmarks, run_benchmarks,
+                                     select)
+    from ..evaluation.report import list_benchmarks, paper_table, submission_messages
 
     try:
         if args.list:

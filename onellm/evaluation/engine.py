@@ -9,8 +9,8 @@
   default; resumable: answered ids are skipped), the settings they were made with to ``settings.json`` (a re-run
   with other settings is refused rather than mixing answers), scores to ``metrics.json``. A split scored by a
   server (VQAv2 test-dev, NoCaps test) or an external grader (MM-Vet) gets the file to upload instead of scores.
-* ``OUTPUT/results.md`` / ``results.json``: one row per benchmark (+ one per modality / domain / answer type it
-  breaks down into) with the split, ours, and the paper's OneLLM-7B number with the split it is on.
+* ``OUTPUT/results.md`` / ``results.json``: one row per benchmark and split run into that folder, this run's
+  replacing an earlier run's (``onellm.evaluation.report``).
 * ``OUTPUT`` defaults to ``<run>/eval`` for a training run's ``<run>/model``, else ``runs/eval/<model folder>-<hash
   of its full path>``: two models never share a folder, and nothing lands in the source tree.
 """
@@ -32,7 +32,8 @@ from ..data.manifest import Record
 from ..generation import GenerationConfig
 from ..io import atomic_write_json, atomic_write_text
 from ..outputs import iter_rows
-from .benchmark import PAPER_SPLIT_NOTE, Benchmark, DataNotFound
+from .benchmark import Benchmark, DataNotFound
+from .report import ROW_KEYS, format_table, merge_rows, result_row
 
 ENV_VAR = "ONELLM_BENCHMARKS"
 
@@ -254,7 +255,7 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
     rows = []
     for bench, root, records, template, split, reason in plans:
         if reason:
-            rows.append(_row(bench, split, None, skipped=reason))
+            rows.append(result_row(bench, split, None, skipped=reason))
             continue
         folder = Path(settings.output) / folder_name(bench, split)
         preds_path = folder / "predictions.jsonl"
@@ -288,13 +289,25 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
             result["submission"] = {"file": str(path), "upload": submission.upload,
                                     "n_answered": submission.n_answered, "n_total": submission.n_total}
         atomic_write_json(folder / "metrics.json", result)
-        rows.append(_row(bench, split, result))
+        rows.append(result_row(bench, split, result))
     if rank != 0:
         return []
     out = Path(settings.output)
-    atomic_write_json(out / "results.json", rows)
-    atomic_write_text(out / "results.md", format_table(rows))
+    table = merge_rows(_read_rows(out / "results.json"), rows)  # earlier runs' other benchmarks / splits stay
+    atomic_write_json(out / "results.json", table)
+    atomic_write_text(out / "results.md", format_table(table))
     return rows
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier results.json (none when missing or unreadable: it is rebuilt, never trusted)."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [r for r in rows if isinstance(r, dict) and ROW_KEYS <= set(r)]  # rows of an older layout are dropped
 
 
 def run_benchmarks(model: Any, benchmark: str, data: str | Path, output: str | Path,
@@ -307,112 +320,3 @@ def run_benchmarks(model: Any, benchmark: str, data: str | Path, output: str | P
     selection, is_all = select(benchmark, directory, available)
     return evaluate(model, selection, available, EvalSettings(output=Path(output), data=Path(data), **settings),
                     skip_missing=is_all, device=device, dtype=dtype)
-
-
-def _row(bench: Benchmark, split: str, result: dict | None, skipped: str | None = None,
-         status: str | None = None) -> dict[str, Any]:
-    """One results.json row; ``status``: "ok", "skipped", "submission" (a remote split) or "not run"."""
-    row = {"benchmark": bench.name, "split": split, "modality": bench.modality,
-           "table_metrics": list(bench.shown_metrics), "paper": dict(bench.paper) if bench.paper else None,
-           "paper_split": bench.paper_split, "paper_table": bench.paper_table, "released": bench.released,
-           "breakdown": bench.breakdown}
-    if status == "not run":
-        return {**row, "status": status}
-    if skipped:
-        return {**row, "status": "skipped", "reason": skipped, "doc": bench.doc_link}
-    # a split scored by a server has a submission file and no metrics (nocaps val has both)
-    status = "submission" if "submission" in result and not result["metrics"] else "ok"
-    row = {**row, "status": status, "metrics": result["metrics"], "n": result["n"], "n_errors": result["n_errors"],
-           "n_total": result["n_total"]}
-    if "submission" in result:
-        row["submission"] = result["submission"]
-    return row
-
-
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
-
-
-def breakdown_rows(row: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
-    """(group, {metric: value}) for the ``"<group>/<metric>"`` keys of the row's shown metrics, in the order the
-    scorer gave them: synth per modality, nocaps per domain, VQAv2 per answer type."""
-    groups: dict[str, dict[str, float]] = {}
-    for key, value in (row.get("metrics") or {}).items():
-        group, _, metric = key.rpartition("/")
-        if group and metric in row["table_metrics"]:
-            groups.setdefault(group, {})[metric] = value
-    return list(groups.items())
-
-
-TABLE_HEADER = ("| benchmark | split | modality | metric | ours | paper (OneLLM-7B) | paper's split | released "
-                "script's split | n |")
-
-
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """``results.md``: per benchmark (and per group it breaks down into) the split we scored, ours, the paper's
-    number with its split and table, and the split of the released evaluation script. Percentages throughout."""
-    lines = ["# OneLLM evaluation results", "",
-             "All numbers are percentages (accuracy in %, CIDEr / BLEU / ROUGE-L / METEOR x 100), as in the paper. "
-             "`paper` is the released OneLLM-7B as the OneLLM paper (CVPR 2024) reports it; `released script's "
-             "split` is the split of the released evaluation script (spec §5) where there is one.", "",
-             TABLE_HEADER, "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        names = r["table_metrics"]
-        paper = " / ".join(_fmt((r["paper"] or {}).get(m)) for m in names)
-        paper_split = r["paper_split"] + (f" ({r['paper_table']})" if r.get("paper_table") else "")
-        if r["status"] == "skipped":
-            ours, n = f"skipped ({r['reason']})", "–"
-        elif r["status"] == "not run":
-            ours, n = "not run", "–"
-        else:
-            ours = " / ".join(_fmt(r["metrics"].get(m)) for m in names)
-            if r["status"] == "submission":
-                ours = f"→ `{Path(r['submission']['file']).name}` (scored by the server / grader)"
-            n = str(r["n"])
-            if r["n_errors"]:
-                n += f" (+{r['n_errors']} errors)"
-            if r["n"] + r["n_errors"] < r["n_total"]:
-                n += f" of {r['n_total']}"
-        lines.append(f"| {r['benchmark']} | {r['split'] or '–'} | {r['modality']} | {' / '.join(names)} | {ours} | "
-                     f"{paper} | {paper_split} | {r['released']} | {n} |")
-        for group, values in breakdown_rows(r):
-            modality = group if r.get("breakdown") == "modality" else r["modality"]
-            cells = " / ".join(_fmt(values.get(m)) for m in names)
-            lines.append(f"| {r['benchmark']} · {group} | {r['split'] or '–'} | {modality} | {' / '.join(names)} | "
-                         f"{cells} | – |  |  |  |")
-    if any("*" in r["paper_split"] for r in rows):
-        lines += ["", PAPER_SPLIT_NOTE]
-    return "\n".join(lines) + "\n"
-
-
-def paper_table(benchmarks: dict[str, Benchmark], names: Sequence[str]) -> str:
-    """``results.md`` before any run: every listed benchmark's paper number, metric and splits, ours "not run"
-    (docs/results/paper-vs-ours.md is this, for eval/all.yaml)."""
-    return format_table([_row(benchmarks[n], benchmarks[n].default_split, None, status="not run") for n in names])
-
-
-def submission_messages(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One line per written submission file: where it is, where it goes, whether it is complete."""
-    out = []
-    for r in rows:
-        sub = r.get("submission")
-        if not sub:
-            continue
-        line = f"{r['benchmark']} ({r['split']}): wrote {sub['file']}; {sub['upload']}"
-        if sub["n_answered"] < sub["n_total"]:
-            line += (f". INCOMPLETE: {sub['n_answered']} of {sub['n_total']} entries answered (the others are "
-                     "empty); a server scores them as wrong")
-        out.append(line)
-    return out
-
-
-def list_benchmarks(benchmarks: dict[str, Benchmark]) -> str:
-    """A markdown listing of the available definitions (``onellm eval --list``)."""
-    lines = ["| benchmark | modality | data sub-folder | splits | metric | paper | docs |",
-             "|---|---|---|---|---|---|---|"]
-    for b in benchmarks.values():
-        paper = " / ".join(_fmt((b.paper or {}).get(m)) for m in b.shown_metrics)
-        splits = ", ".join(f"{s} (server)" if b.is_remote(s) else s for s in b.splits) or "–"
-        lines.append(f"| {b.name} | {b.modality} | {b.data_dir} | {splits} | {' / '.join(b.shown_metrics)} | "
-                     f"{paper} | {b.doc_link} |")
-    return "\n".join(lines) + "\n"
