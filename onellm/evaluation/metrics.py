@@ -6,7 +6,8 @@
 * Open-ended VQA (VQAv2, OKVQA, TextVQA, VizWiz, ...): ``vqa_accuracy`` (soft accuracy over annotators).
 * Short answers: ``exact_match``; MSVD-QA's own rule: ``lenient_match``.
 * Multiple choice (ScienceQA, MMBench, SEED, NextQA, How2QA): ``extract_option_letter``, ``option_accuracy``.
-* Zero-shot scene classification (NYUv2 / SUN RGB-D depth and normal maps): ``classification_accuracy``.
+* Zero-shot classification of a free answer: ``classification_accuracy`` (class names and plurals only); the
+  NYUv2 / SUN RGB-D scene benchmarks use ``onellm.evaluation.scene``, which adds each label set's synonyms.
 
 Scale: these functions return per-item scores and corpus metrics on their own 0..1 scale (pycocoevalcap's, CIDEr
 may exceed 1); the benchmark scorers (``onellm.evaluation.benchmark``) multiply by 100, so every number a report
