@@ -40,10 +40,11 @@ SYNONYMS: Mapping[str, tuple[str, ...]] = {
     "study_space": ("study area", "study room"),
 }
 
-# The 27 scene types of the NYU Depth V2 labelled set (``sceneTypes`` of nyu_depth_v2_labeled.mat; "excercise" is
-# NYU's spelling). The 10-class protocol (Omnivore / ImageBind) keeps 9 of them and folds the rest into "others".
+# The 27 scene types of the NYU Depth V2 labelled set (``sceneTypes`` of nyu_depth_v2_labeled.mat, as the 27-class
+# NYUD scene lists of public code spell them; "excercise" is NYU's spelling). The 10-class protocol (Omnivore /
+# ImageBind) keeps 9 of them and folds the other 18 into "others".
 NYU_SCENE_TYPES = ("basement", "bathroom", "bedroom", "bookstore", "cafe", "classroom", "computer_lab",
-                   "conference_room", "dentist_office", "dining_room", "excercise_room", "foyer", "furniture_store",
+                   "conference_room", "dinette", "dining_room", "excercise_room", "foyer", "furniture_store",
                    "home_office", "home_storage", "indoor_balcony", "kitchen", "laundry_room", "living_room",
                    "office", "office_kitchen", "playroom", "printer_room", "reception_room", "student_lounge",
                    "study", "study_room")
