@@ -7,7 +7,7 @@
 #
 # gradio 6.x declares pillow<13 while constraints.txt pins pillow 13 (the image loader is verified on it), and
 # gradio works with pillow 13 (the demo tests run on it). So gradio itself is installed with --no-deps and then
-# its declared requirements, minus pillow, with the project's constraints (nothing already pinned moves).
+# its declared requirements, pillow without its cap, with the project's constraints (nothing pinned moves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,15 +34,19 @@ if have_python_deps; then
 else
   echo "demo-deps: installing gradio $GRADIO_VERSION and playwright $PLAYWRIGHT_VERSION"
   "$PY" -m pip install -q --no-deps "gradio==$GRADIO_VERSION"
-  # gradio's own requirements (its extras and pillow left out), under the project's constraints
+  # gradio's own requirements (not its extras; pillow uncapped), under the project's constraints
   mapfile -t REQS < <("$PY" - <<'EOF'
 from importlib.metadata import requires
-from packaging.requirements import Requirement
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # a bare environment: pip's own copy
+    from pip._vendor.packaging.requirements import Requirement
 for line in requires("gradio") or []:
     req = Requirement(line)
-    if req.name.lower() == "pillow" or (req.marker and not req.marker.evaluate({"extra": ""})):
-        continue
-    print(str(req).split(";")[0])
+    if req.marker and not req.marker.evaluate({"extra": ""}):
+        continue  # an extra's requirement, or another Python's
+    # pillow without gradio's cap: the constraints choose its version
+    print(req.name if req.name.lower() == "pillow" else str(req).split(";")[0])
 EOF
 )
   "$PY" -m pip install -q -c constraints.txt "${REQS[@]}" "playwright==$PLAYWRIGHT_VERSION"
