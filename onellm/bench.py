@@ -17,10 +17,11 @@ dominate on a CPU; ``tiny`` is overhead-bound). Sections:
 6. ``loading``: samples/s of the real loaders on synthetic files per modality with 0, 2, 4 workers, next to what
    the training step consumes.
 7. ``point``: time per cloud of FPS (8192 -> 1024) + kNN grouping.
+
+The command line (``onellm bench``, results under ``runs/bench/`` by default) is ``onellm.commands.bench``.
 """
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import tempfile
@@ -290,7 +291,9 @@ def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", q
     dev = torch.device(device)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     if preset == "onellm-7b" and dev.type != "cuda":
-        raise SystemExit("the onellm-7b preset is only benchmarked on a GPU (bf16); use --preset small on a CPU")
+        from .errors import UsageError
+
+        raise UsageError("the onellm-7b preset is only benchmarked on a GPU (bf16); use --preset small on a CPU")
     config = OneLLMConfig.preset(preset)
     torch.manual_seed(0)
     big = preset == "onellm-7b"
@@ -372,19 +375,3 @@ def format_bench(res: dict) -> str:
     lines += ["", f"point tokenizer ({p['points']} -> {p['groups']} x {p['group_size']}): "
                   f"{p['batch_1_ms_per_cloud']:.1f} ms/cloud alone, {p['batch_8_ms_per_cloud']:.1f} ms/cloud in a batch of 8"]
     return "\n".join(lines)
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--preset", default="small", choices=OneLLMConfig.presets())
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--out", default="bench.json")
-    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs (under a minute at tiny)")
-
-
-def run(args) -> int:
-    res = run_bench(args.preset, args.device, args.dtype, args.quick, log=lambda s: print(s, flush=True))
-    Path(args.out).write_text(json.dumps(res, indent=2))
-    print(format_bench(res))
-    print(f"wrote {args.out}")
-    return 0

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import argparse
 
+from .common import DEVICE_HELP
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory (its CLIP encodes the inputs)")
     p.add_argument("--manifest", required=True, nargs="+", help="manifest(s) whose inputs to encode")
     p.add_argument("--out", required=True, help="cache directory (resumable); the recipe's feature_cache")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32, help="inputs encoded together")
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading inputs")
     p.add_argument("--shard-size", type=int, default=2048, help="features per safetensors shard")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="auto", help="the dtype training will run the UPM in (auto: bf16 on GPU)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--dtype", default="auto",
+                   help="the dtype training will run the UPM in (auto: bf16 on a GPU, fp32 on a CPU)")
 
 
 def run(args: argparse.Namespace) -> int:

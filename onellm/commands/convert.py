@@ -5,8 +5,9 @@ import argparse
 import sys
 import time
 
-from ..config import OneLLMConfig
-from ..convert import DTYPES, REPORT_FILE, ConversionError, convert_checkpoint, official_config
+from .common import PRESETS
+
+DTYPE_CHOICES = ("keep", "bf16", "fp16", "fp32")  # onellm.convert.DTYPES (a test holds them equal)
 
 HELP = "convert the released OneLLM-7B checkpoint (consolidated.00-of-01.pth) into a model directory"
 
@@ -18,17 +19,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write (replaced atomically)")
     p.add_argument("--clip", metavar="PATH",
                    help="CLIP ViT-L/14 weights, needed only when the checkpoint has no llma.clip.visual.* keys: "
-                        "open_clip safetensors / state dict, or OpenAI's TorchScript ViT-L-14.pt")
-    p.add_argument("--dtype", default="keep", choices=list(DTYPES),
+                        "open_clip safetensors / state dict, or OpenAI's TorchScript ViT-L-14.pt (default: the "
+                        "checkpoint's own)")
+    p.add_argument("--dtype", default="keep", choices=list(DTYPE_CHOICES),
                    help="cast floating-point weights (default: keep each tensor's dtype)")
-    p.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (default 5GB)")
-    p.add_argument("--preset", default="onellm-7b", choices=OneLLMConfig.presets(),
-                   help="target config, with the released checkpoint's switches written in (default onellm-7b)")
+    p.add_argument("--max-shard-size", default="5GB", help="safetensors shard size (default: 5GB)")
+    p.add_argument("--preset", default="onellm-7b", choices=PRESETS,
+                   help="target config, with the released checkpoint's switches written in (default: onellm-7b)")
     p.add_argument("--legacy-kv-offset", action="store_true",
                    help="write legacy_kv_offset=true: decode exactly like the released scripts (KV offset bug)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..convert import REPORT_FILE, ConversionError, convert_checkpoint, official_config
+
     config = official_config(args.preset)
     if args.legacy_kv_offset:
         config.legacy_kv_offset = True

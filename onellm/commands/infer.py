@@ -6,11 +6,14 @@ from pathlib import Path
 
 
 def add_generation_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.1, help="0 = greedy (the released scripts use 0.1)")
-    p.add_argument("--top-p", type=float, default=0.75)
-    p.add_argument("--device", default="auto", help="auto (this rank's GPU, else CPU), cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16")
+    from .common import add_device_argument, add_dtype_argument
+
+    p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer, in tokens")
+    p.add_argument("--temperature", type=float, default=0.1,
+                   help="sampling temperature; 0 = greedy (the released scripts use 0.1)")
+    p.add_argument("--top-p", type=float, default=0.75, help="nucleus sampling: the smallest token set of this mass")
+    add_device_argument(p)
+    add_dtype_argument(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
 
 
@@ -18,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--input", required=True, help="requests manifest (JSONL)")
     p.add_argument("--output", required=True, help="answers JSONL (appended; ids already there are skipped)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="requests generated together")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading inputs")
     p.add_argument("--template", choices=["chat", "none"], default="chat",
                    help="chat: the conversation template; none: raw prompt (alignment-only models caption)")

@@ -5,21 +5,24 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..config import OneLLMConfig
 from ..errors import UsageError
+from .common import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny", choices=OneLLMConfig.presets(), help="model dimensions")
+    p.add_argument("--preset", default="tiny", choices=PRESETS, help="model dimensions")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--clip", help="open_clip checkpoint file of the vision tower (e.g. ViT-L-14 OpenAI weights)")
-    p.add_argument("--llm", help="HF LLaMA directory (e.g. Llama-2-7b-hf)")
+    p.add_argument("--clip", help="open_clip checkpoint file of the vision tower (e.g. ViT-L-14 OpenAI weights; "
+                                  "default: random weights)")
+    p.add_argument("--llm", help="HF LLaMA directory (e.g. Llama-2-7b-hf; default: random weights)")
     p.add_argument("--tokenizer", help="tokenizer.model or a tokenizer directory (default: from --llm, else "
                                        "a small SentencePiece model trained now)")
-    p.add_argument("--corpus", help="text file to train the small tokenizer on (one sentence per line)")
-    p.add_argument("--vocab-size", type=int, default=None, help="size of a freshly trained tokenizer")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--corpus", help="text file to train the small tokenizer on (one sentence per line; default: a "
+                                    "built-in corpus)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="size of a freshly trained tokenizer (default: the preset's vocabulary size)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="dtype of the saved weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the freshly initialised weights")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. inputs.point_sampling=rgb upm.num_tokens=16")
 
@@ -37,6 +40,7 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import OneLLMConfig
     from ..data.text import load_tokenizer, train_sentencepiece
     from ..inference import resolve_dtype
     from ..init_model import build_initial_model, builtin_corpus

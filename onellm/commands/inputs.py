@@ -8,6 +8,7 @@ from typing import Any
 
 from ..modalities import get as modality_definition
 from ..modalities import names as registered_modalities
+from .common import article
 
 
 def _option_table() -> dict[str, tuple[str, bool, list[str]]]:
@@ -25,7 +26,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     for name in registered_modalities():
         definition = modality_definition(name)
         p.add_argument(f"--{name}", metavar="PATH",
-                       help=f"a {definition.noun} ({', '.join(definition.loader.extensions)})")
+                       help=f"{article(definition.noun)} ({', '.join(definition.loader.extensions)})")
     for option, (help_text, number, users) in _option_table().items():
         p.add_argument(f"--{option.replace('_', '-')}", dest=f"input_{option}", type=float if number else str,
                        help=f"{help_text} (for --{' / --'.join(users)})")

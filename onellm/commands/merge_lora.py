@@ -8,7 +8,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base", help="base model directory (default: the one recorded in the adapter directory)")
     p.add_argument("--adapter", required=True, help="adapter directory (the output/model of a LoRA run)")
     p.add_argument("--out", required=True, help="merged model directory to write")
-    p.add_argument("--dtype", default="keep", choices=["keep", "fp32", "bf16", "fp16"])
+    p.add_argument("--dtype", default="keep", choices=["keep", "fp32", "bf16", "fp16"],
+                   help="dtype of the merged weights (keep: the base model's)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,23 +7,12 @@ from typing import Any
 
 
 def _plot(curves: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
+    """One panel per curve (the LM and CLIP pretraining, then each stage), drawn by the code of ``onellm plot``."""
+    from ..plot import draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(curves)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.8))
-    for ax, name in zip(axes if len(names) > 1 else [axes], names):
-        ax.plot(curves[name], lw=1)
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes_list = axes if len(names) > 1 else [axes]
-    axes_list[0].set_ylabel("loss", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = {name: {name: ([float(k) for k in range(1, len(values) + 1)], [float(v) for v in values])}
+              for name, values in curves.items()}
+    draw(panels, path, ylabels={name: "loss" for name in list(curves)[:1]})
 
 
 def _pct(v: float | None) -> str:

@@ -1,4 +1,8 @@
-"""``onellm train RECIPE --dry-run``: trainable parameters per part and a peak-memory estimate, allocating nothing.
+"""``onellm train RECIPE --dry-run``: the recipe's files checked, trainable parameters per part and a peak-memory
+estimate, allocating nothing.
+
+:func:`check_paths` makes sure that what a run reads first exists (the starting model directory, every manifest, the
+DeepSpeed config, the feature cache): a long queue wait must not end in a missing file.
 
 The model is built on the meta device with the recipe's trainable parts (LoRA adapters included). Per device:
 
@@ -39,6 +43,38 @@ class MemoryEstimate:
     @property
     def total(self) -> float:
         return self.weights + self.gradients + self.optimizer + self.activations
+
+
+def check_paths(recipe: Recipe) -> None:
+    """Raise ``FileNotFoundError`` naming every file the recipe needs that is missing (with the recipe key that
+    names it), or ``CheckpointError`` when the starting model directory is not a model directory."""
+    from ..adapters import base_of, is_adapter_dir
+    from ..checkpoint import CONFIG_FILE, read_config
+
+    model = Path(recipe.model)
+    missing: list[tuple[Path, str]] = []  # (path, what it is and the recipe key naming it)
+    if not model.is_dir():
+        missing.append((model, "starting model directory not found (model:; make one with `onellm init` or give a "
+                               "previous stage's output_dir/model)"))
+    for k, ds in enumerate(recipe.datasets):
+        manifest = getattr(ds, "manifest", None)  # None: a tar-shard entry (its own reader checks its shards)
+        if manifest is not None and not Path(manifest).is_file():
+            missing.append((Path(manifest), f"manifest not found (datasets.{k}.manifest)"))
+    if recipe.deepspeed and not Path(recipe.deepspeed).is_file():
+        missing.append((Path(recipe.deepspeed), "DeepSpeed config not found (deepspeed:)"))
+    if recipe.feature_cache and not (Path(recipe.feature_cache) / "index.json").is_file():
+        missing.append((Path(recipe.feature_cache), "feature cache not found (feature_cache:; no index.json; make "
+                                                    "it with `onellm cache-features`)"))
+    if missing:
+        relative = any(not path.is_absolute() for path, _ in missing)
+        where = f" (relative paths are relative to the working directory {os.getcwd()})" if relative else ""
+        raise FileNotFoundError("; ".join(f"{path}: {what}" for path, what in missing) + where)
+    base = base_of(model) if is_adapter_dir(model) else model
+    if not (base / CONFIG_FILE).is_file():
+        if base != model:
+            raise FileNotFoundError(f"{base}: the base model of the adapter {model} is not a model directory "
+                                    f"(no {CONFIG_FILE})")
+        read_config(model)  # raises the checkpoint module's message (did you mean DIR/model? ...)
 
 
 def build_meta_model(recipe: Recipe):

@@ -2,7 +2,14 @@
 
 ``metrics.jsonl`` holds exactly one row per optimizer step of the run: a resumed run first cuts it back to the
 rows of the steps up to the checkpoint it resumes from (the later ones are trained again), and the trainer fsyncs
-it with every checkpoint, so a power loss cannot leave a checkpoint whose steps have no rows.
+it with every checkpoint, so a power loss cannot leave a checkpoint whose steps have no rows. Each row: ``step``,
+``loss``, ``loss/<modality key>``, ``lr``, ``grad_norm``, ``samples_per_s``, ``tokens_per_s``, ``step_s`` (wall
+seconds of the step), ``elapsed_s`` (since this process started training), ``peak_memory_gb``; ``onellm plot RUN_DIR``
+draws them.
+
+On a terminal a progress bar (tqdm: steps, elapsed, ETA, loss, samples/s, tokens/s) runs at the bottom; every
+``log_every`` steps (and the first and last) a line with the same numbers is printed above it, and that line is all
+there is in a log file (no bar fragments in non-interactive output).
 """
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import json
 import os
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +54,22 @@ def truncate_metrics(path: Path, last_step: int) -> int:
     return total - len(kept)
 
 
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``: hours only when there are some."""
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
 class MetricLogger:
-    def __init__(self, out_dir: Path, recipe, is_main: bool, total_steps: int, resume_step: int = 0):
+    def __init__(self, out_dir: Path, recipe, is_main: bool, total_steps: int, resume_step: int = 0,
+                 progress: bool | None = None):
+        """``progress``: the bar; None shows it only when stderr is a terminal (tqdm's ``disable=None``)."""
         self.is_main, self.every, self.total = is_main, recipe.log_every, total_steps
-        self.tb = self.wandb = None
+        self.tb = self.wandb = self.bar = None
         self.file = None
+        self.start, self.first_step = time.perf_counter(), resume_step  # this process's clock and first step
         if not is_main:
             return
         path = out_dir / "metrics.jsonl"
@@ -71,14 +90,27 @@ class MetricLogger:
                 self.wandb = wandb.init(project="onellm", dir=str(out_dir), config={"recipe": recipe.source})
             except ImportError:
                 print("wandb not installed: not logging to wandb", file=sys.stderr)
+        if progress is not False:
+            from tqdm import tqdm
+
+            # leave=False: when training ends the bar goes; the log lines above it stay
+            self.bar = tqdm(total=total_steps, initial=resume_step, disable=None if progress is None else False,
+                            unit="step", dynamic_ncols=True, desc="train", leave=False, file=sys.stderr)
+
+    def eta(self, step: int) -> float:
+        """Seconds left at the mean step time of this process so far."""
+        done = step - self.first_step
+        return (time.perf_counter() - self.start) / done * (self.total - step) if done > 0 else float("nan")
 
     def log_step(self, step: int, loss: float, per_key: dict[str, float], lr: float, grad_norm, samples: int,
                  tokens: int, seconds: float) -> None:
         if not self.is_main:
             return
         gn = float(grad_norm) if grad_norm is not None else None
+        elapsed = time.perf_counter() - self.start
         row: dict[str, Any] = {"step": step, "loss": round(loss, 6), "lr": lr, "grad_norm": gn,
                                "samples_per_s": samples / max(seconds, 1e-9), "tokens_per_s": tokens / max(seconds, 1e-9),
+                               "step_s": round(seconds, 6), "elapsed_s": round(elapsed, 3),
                                "peak_memory_gb": round(peak_memory_gb(), 3),
                                **{f"loss/{k}": round(v, 6) for k, v in per_key.items()}}
         self.file.write(json.dumps(row) + "\n")
@@ -89,12 +121,22 @@ class MetricLogger:
                     self.tb.add_scalar(k if "/" in k else f"train/{k}", v, step)
         if self.wandb is not None:
             self.wandb.log(row, step=step)
+        if self.bar is not None and not self.bar.disable:
+            self.bar.set_postfix_str(f"loss {loss:.4f} {row['samples_per_s']:.1f} samples/s "
+                                     f"{row['tokens_per_s']:.0f} tok/s", refresh=False)
+            self.bar.update(step - self.bar.n)
         if step % self.every == 0 or step == 1 or step == self.total:
             keys = " ".join(f"{k}={v:.3f}" for k, v in per_key.items())
             gn_txt = f" grad_norm {gn:.3f}" if gn is not None else ""
-            print(f"step {step}/{self.total} loss {loss:.4f} [{keys}] lr {lr:.2e}{gn_txt} "
-                  f"{row['samples_per_s']:.1f} samples/s {row['tokens_per_s']:.0f} tok/s "
-                  f"peak {row['peak_memory_gb']:.2f} GB", flush=True)
+            eta = self.eta(step)
+            line = (f"step {step}/{self.total} loss {loss:.4f} [{keys}] lr {lr:.2e}{gn_txt} "
+                    f"{row['samples_per_s']:.1f} samples/s {row['tokens_per_s']:.0f} tok/s "
+                    f"peak {row['peak_memory_gb']:.2f} GB elapsed {format_duration(elapsed)} "
+                    f"eta {format_duration(eta) if eta == eta else '?'}")
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(line, file=sys.stdout)  # above the bar, which is redrawn below it
+            else:
+                print(line, flush=True)
 
     def sync(self) -> None:
         """Make every row written so far durable (called before each checkpoint is saved)."""
@@ -103,6 +145,8 @@ class MetricLogger:
             os.fsync(self.file.fileno())
 
     def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
         if self.file is not None:
             self.file.close()
         if self.tb is not None:

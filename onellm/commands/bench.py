@@ -1,0 +1,41 @@
+"""``onellm bench``: the command line of ``onellm.bench`` (kept apart so that ``--help`` does not import torch)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .common import PRESETS
+
+QUICK_HELP = ("a smoke run of every section: fewer repeats and smaller inputs (about 1-2 minutes with --preset "
+              "tiny on 2 CPU cores, of which ~10 s start torch; its numbers are rough)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="small", choices=PRESETS,
+                   help="model dimensions (random weights); onellm-7b needs a GPU")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one, else the CPU), cpu, cuda ...")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="weights and autocast dtype of the run (and of the matmul peak MFU divides by)")
+    p.add_argument("--out", default=None,
+                   help="JSON results (default: runs/bench/<preset>-<device>-<dtype>[-quick].json)")
+    p.add_argument("--quick", action="store_true", help=QUICK_HELP)
+
+
+def default_output(preset: str, device: str, dtype: str, quick: bool) -> Path:
+    """Under the git-ignored ``runs/`` of the working directory, one file per configuration."""
+    return Path("runs") / "bench" / f"{preset}-{device.replace(':', '')}-{dtype}{'-quick' if quick else ''}.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import format_bench, run_bench
+    from ..inference import resolve_device
+    from ..io import atomic_write_json
+
+    device = resolve_device(args.device)
+    name = device.type if device.index is None or device.type == "cpu" else f"{device.type}:{device.index}"
+    out = Path(args.out) if args.out else default_output(args.preset, name, args.dtype, args.quick)
+    res = run_bench(args.preset, name, args.dtype, args.quick, log=lambda s: print(s, flush=True))
+    atomic_write_json(out, res)
+    print(format_bench(res))
+    print(f"wrote {out}")
+    return 0
