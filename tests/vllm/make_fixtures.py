@@ -69,12 +69,12 @@ def _processor(model_dir: Path):
 def _sharpen(model_dir: Path, factor: float) -> None:
     import torch
 
-    from onellm.checkpoint import load_model_directory, save_model_directory
+    from onellm.model import OneLLMForConditionalGeneration
 
-    model = load_model_directory(model_dir)
+    model = OneLLMForConditionalGeneration.from_pretrained(model_dir)
     with torch.no_grad():
         model.llm.lm_head.weight.mul_(factor)
-    save_model_directory(model, model_dir, processor=_processor(model_dir))
+    model.save_pretrained(model_dir, processor=_processor(model_dir))
 
 
 def _hf_greedy(model, processor, dataset, batch_size: int, max_new_tokens: int) -> dict[str, list[int]]:
@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = out / "requests.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-    from onellm.checkpoint import load_model_directory
+    from onellm.model import OneLLMForConditionalGeneration
 
-    model = load_model_directory(model_dir)
+    model = OneLLMForConditionalGeneration.from_pretrained(model_dir)
     processor = _processor(model_dir)
     records = read_manifest(manifest)
     dataset = RequestDataset(records, processor)
