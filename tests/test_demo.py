@@ -2,7 +2,6 @@
 previews, examples and the gradio app's handlers. The browser end-to-end tests are in test_demo_browser.py."""
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time

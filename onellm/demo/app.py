@@ -218,6 +218,7 @@ class DemoApp:
     def build(self) -> gr.Blocks:
         backend = self.backend
         modalities = model_modalities(backend)
+        self.widgets = []
         with gr.Blocks(title=f"{self.title} demo") as blocks:
             gr.Markdown(f"## {self.title}\nUpload inputs on the left (any combination the model takes: "
                         f"{', '.join(modality_definition(m).noun for m in modalities)}), then ask. "
