@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--media", action="store_true",
                    help="decode every input with the model's loaders (slow: as long as an epoch of data loading); "
                         "without it only existence and extensions are checked")
-    p.add_argument("--num-workers", type=int, default=4, help="--media: DataLoader workers decoding inputs")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="--media: DataLoader workers decoding inputs (default: the usable CPU cores, at most 8)")
     p.add_argument("--model", default=None,
                    help="--media: decode at this model directory's input geometry (default: --preset's)")
     p.add_argument("--preset", default="onellm-7b", choices=PRESETS,
@@ -117,6 +118,12 @@ class _DecodeDataset:
         return k, None
 
 
+def _usable_cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _geometry(args: argparse.Namespace):
     if args.model:
         from ..checkpoint import read_config
@@ -199,13 +206,14 @@ def format_report(report: Report, media: bool, examples: int = 3) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
-    if args.num_workers < 0 or args.examples < 0:
+    if (args.num_workers is not None and args.num_workers < 0) or args.examples < 0:
         raise UsageError("--num-workers and --examples must be >= 0")
+    workers = args.num_workers if args.num_workers is not None else min(8, _usable_cpus())
     for m in args.manifests:  # every missing manifest named at once, before any decoding
         if not Path(m).is_file():
             raise FileNotFoundError(f"{m}: manifest not found" if not Path(m).exists() else f"{m}: not a file")
     config = _geometry(args) if args.media else None
-    reports = [check(m, args.media, args.num_workers, config) for m in args.manifests]
+    reports = [check(m, args.media, workers, config) for m in args.manifests]
     for report in reports:
         for line in format_report(report, args.media, args.examples):
             print(line)
