@@ -203,6 +203,18 @@ def test_long_histories_drop_their_oldest_turns(backend, inputs):
         backend.build_sample("x " * backend.config.max_seq_len, [], [entry])
 
 
+def test_template_none_is_the_raw_question(backend, inputs):
+    path, _ = inputs["image"][0]
+    proc = backend.processor
+    sample = proc.prompt_sample("a picture of", [("image", proc.load_input("image", path))], template="none")
+    expected = generate(backend.model, proc, proc.collate([sample], with_labels=False), GREEDY).texts[0]
+    request = backend.submit("a picture of", [("ignored", "history")], [("image", path, {})], GREEDY, template="none")
+    assert list(request.stream())[-1].text == expected
+    assert request.payload.input_ids == sample.input_ids
+    with pytest.raises(ValueError, match="template"):
+        backend.submit("x", [], [("image", path, {})], GREEDY, template="llava")
+
+
 def test_empty_question_asks_the_caption_prompt(backend, inputs):
     path, _ = inputs["audio"][0]
     request = backend.submit("", [], [("audio", path, {})], GREEDY)
@@ -451,21 +463,22 @@ def test_upload_handler_shows_the_loaders_error_then_recovers(app, inputs, tmp_p
 def test_chat_handler_streams_keeps_history_and_reports_errors(app, inputs, tmp_path):
     path, _ = inputs["image"][0]
     values = _values(app, image=(path, {}))
-    outs = list(app.respond(FakeRequest(), "What colour is the shape?", [], 0.0, 0.75, 12, *values))
+    outs = list(app.respond(FakeRequest(), "What colour is the shape?", [], 0.0, 0.75, 12, "chat", *values))
     messages, _, status = outs[-1]
     expected = reference_answer(app.backend, "What colour is the shape?", "image", path)
     assert messages == [{"role": "user", "content": {"type": "text", "text": "What colour is the shape?"}},
                         {"role": "assistant", "content": {"type": "text", "text": expected}}]
     assert status.startswith("Answered") and "image" in status
-    outs = list(app.respond(FakeRequest(), "And its shape?", messages, 0.0, 0.75, 12, *values))
+    outs = list(app.respond(FakeRequest(), "And its shape?", messages, 0.0, 0.75, 12, "chat", *values))
     second = outs[-1][0]
     assert second[:2] == messages and second[3]["content"]["text"] == reference_answer(
         app.backend, "And its shape?", "image", path, history=[("What colour is the shape?", expected)])
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but not really")
-    outs = list(app.respond(FakeRequest(), "Hi?", second, 0.0, 0.75, 12, *_values(app, image=(str(broken), {}))))
+    bad = _values(app, image=(str(broken), {}))
+    outs = list(app.respond(FakeRequest(), "Hi?", second, 0.0, 0.75, 12, "chat", *bad))
     assert len(outs) == 1 and outs[0][0] == second and "cannot decode image" in outs[0][2]
-    outs = list(app.respond(FakeRequest(), "", [], 0.0, 0.75, 12, *_values(app)))
+    outs = list(app.respond(FakeRequest(), "", [], 0.0, 0.75, 12, "chat", *_values(app)))
     assert "Upload an input or ask a question" in outs[-1][2]
 
 
@@ -476,7 +489,8 @@ def test_stop_and_reset_handlers(endless, inputs, tmp_path):
     demo = DemoApp(endless, [], GenerationConfig(max_new_tokens=400, temperature=0))
     demo.build()
     path, _ = inputs["image"][0]
-    turn = demo.respond(FakeRequest("s2"), "Describe this image.", [], 0.0, 0.75, 400, *_values(demo, image=(path, {})))
+    values = _values(demo, image=(path, {}))
+    turn = demo.respond(FakeRequest("s2"), "Describe this image.", [], 0.0, 0.75, 400, "chat", *values)
     outs = [next(turn), next(turn), next(turn)]  # the question, then streaming
     assert demo.stop(FakeRequest("other")) == ""  # another session's stop does nothing
     assert demo.stop(FakeRequest("s2")).startswith("Stopped")

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128, help="initial value of the UI's control")
     p.add_argument("--temperature", type=float, default=0.1, help="initial value of the UI's control (0 = greedy)")
     p.add_argument("--top-p", type=float, default=0.75, help="initial value of the UI's control")
+    p.add_argument("--template", choices=["chat", "none"], default="chat",
+                   help="initial prompt: chat (the conversation template) or none (the raw question; "
+                        "alignment-only models continue it as a caption, as onellm infer --template none)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
 
 
@@ -57,7 +60,8 @@ def build(args: argparse.Namespace, examples_dir: str | None):
     examples = [] if examples_dir is None else synthetic_examples(backend.config, examples_dir)
     defaults = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
     title = f"OneLLM · {Path(args.model).resolve().name}"
-    app = DemoApp(backend, examples, defaults, concurrency=args.concurrency, queue_size=args.queue_size, title=title)
+    app = DemoApp(backend, examples, defaults, concurrency=args.concurrency, queue_size=args.queue_size, title=title,
+                  template=args.template)
     return app.build(), backend
 
 

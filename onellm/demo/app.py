@@ -74,11 +74,13 @@ class DemoApp:
         defaults: the sampling controls' starting values.
         concurrency: chat events gradio runs at once (the batcher's batch size should match it).
         title: the page's heading.
+        template: the prompt control's starting value ("chat", or "none" for alignment-only models).
     """
 
     def __init__(self, backend: DemoBackend, examples: Sequence[Example] = (), defaults: GenerationConfig | None = None,
-                 concurrency: int = 4, queue_size: int | None = 64, title: str = "OneLLM"):
+                 concurrency: int = 4, queue_size: int | None = 64, title: str = "OneLLM", template: str = "chat"):
         self.backend, self.examples = backend, list(examples)
+        self.template = template
         self.defaults = defaults or GenerationConfig()
         self.concurrency, self.queue_size, self.title = concurrency, queue_size, title
         self.widgets: list[ModalityWidget] = []
@@ -160,7 +162,7 @@ class DemoApp:
     # ------------------------------------------------------------------------------------------------
     # Chat
     def respond(self, request: gr.Request, question: str, messages: list | None, temperature: float, top_p: float,
-                max_new_tokens: float, *values: Any):
+                max_new_tokens: float, template: str, *values: Any):
         """One turn: yields (chatbot messages, question box, status) as the answer streams."""
         messages = [{"role": m["role"], "content": m["content"]} for m in (messages or [])]
         question = (question or "").strip()
@@ -172,7 +174,8 @@ class DemoApp:
         if not encoded and not question:
             yield messages, gr.update(), "Upload an input or ask a question."
             return
-        if not question:
+        template = template if template in ("chat", "none") else "chat"
+        if not question and template == "chat":
             question = self.backend.default_question([e.modality for e in encoded])
         history = history_from_messages(messages)
         gen = GenerationConfig(max_new_tokens=max(int(max_new_tokens), 1), temperature=max(float(temperature), 0.0),
@@ -182,11 +185,11 @@ class DemoApp:
         start = time.perf_counter()
         try:
             try:
-                turn = self.backend.submit(question, history, encoded, gen, stop)
+                turn = self.backend.submit(question, history, encoded, gen, stop, template)
             except Exception as exc:
                 yield messages, gr.update(), error_markdown(exc)
                 return
-            messages += [{"role": "user", "content": text_part(question)},
+            messages += [{"role": "user", "content": text_part(question or "(no prompt: a caption)")},
                          {"role": "assistant", "content": text_part("")}]
             yield messages, "", "Generating…"
             try:
@@ -250,12 +253,15 @@ class DemoApp:
                         max_new = gr.Slider(1, max(backend.config.max_seq_len, 16),
                                             value=min(self.defaults.max_new_tokens, backend.config.max_seq_len),
                                             step=1, label="Max new tokens", elem_id="max-new-tokens")
+                        template = gr.Radio(["chat", "none"], value=self.template, elem_id="template",
+                                            label="Prompt: chat (the conversation template) or none (the raw "
+                                                  "question, no history: alignment-only models caption)")
             all_inputs = [c for w in self.widgets for c in w.inputs]
             for widget in self.widgets:
                 for component, event in widget.triggers():
                     getattr(component, event)(self._on_upload_event(widget), inputs=widget.inputs,
                                               outputs=[widget.status, *widget.previews], show_progress="minimal")
-            chat_inputs = [question, chatbot, temperature, top_p, max_new, *all_inputs]
+            chat_inputs = [question, chatbot, temperature, top_p, max_new, template, *all_inputs]
             chat_outputs = [chatbot, question, status]
             events = [trigger(self.respond, chat_inputs, chat_outputs, concurrency_limit=self.concurrency,
                               concurrency_id="chat", show_progress="hidden")

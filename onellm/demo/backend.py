@@ -10,7 +10,8 @@ processor or the generation code, so a change of those interfaces is a change of
   cached-features input, ``onellm.features``), so a turn runs only the UPM projection and the LLM. The UI encodes on
   upload, so errors show at once; a turn encodes whatever is not cached yet.
 * **Prompts** are the processor's inference prompt with the conversation so far (``history``); when prompt plus
-  ``max_new_tokens`` would not fit ``config.max_seq_len``, the oldest turns are dropped.
+  ``max_new_tokens`` would not fit ``config.max_seq_len``, the oldest turns are dropped. ``template="none"`` is
+  ``onellm infer --template none`` (the raw question, no history), for alignment-only models.
 * **Generation** is the path ``onellm infer`` takes (``model.generate`` with ``hf_generate_kwargs`` on a left-padded
   ``processor.collate`` batch), with two additions that change no answer: a streamer that hands every row's text to
   its own request as it grows, and a stopping criterion per row (its stop button, its own ``max_new_tokens``). The
@@ -41,6 +42,7 @@ from .batcher import Batcher, Request, Update
 
 __all__ = ["DemoBackend", "EncodedInput", "Update", "model_modalities"]
 
+TEMPLATES = ("chat", "none")  # as onellm infer --template
 PREVIEW_NUMEL = 1 << 20  # loaded inputs up to this size stay in the cache for previews (video clips do not)
 
 
@@ -257,16 +259,20 @@ class DemoBackend:
         return modality_definition(modalities[0]).caption_prompt if modalities else ""
 
     def build_sample(self, question: str, history: Sequence[tuple[str, str]], inputs: Sequence[EncodedInput],
-                     max_new_tokens: int = 0):
+                     max_new_tokens: int = 0, template: str = "chat"):
         """The packed prompt of a turn; the oldest turns are dropped while prompt + ``max_new_tokens`` would exceed
-        ``config.max_seq_len``. Raises ValueError when even the question alone is too long."""
+        ``config.max_seq_len``. ``template="none"``: the raw question without the conversation (``onellm infer
+        --template none``: alignment-only models continue it as a caption). Raises ValueError when even the
+        question alone is too long."""
         from ..features import CachedFeatures
 
+        if template not in TEMPLATES:
+            raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
         items = [(e.modality, CachedFeatures(e.features)) for e in inputs]
-        history = list(history)
+        history = list(history) if template == "chat" else []
         limit = self.config.max_seq_len
         while True:
-            sample = self.processor.prompt_sample(question, items, history=history)
+            sample = self.processor.prompt_sample(question, items, history=history, template=template)
             if len(sample) + max_new_tokens <= limit or not history:
                 break
             history.pop(0)
@@ -279,30 +285,33 @@ class DemoBackend:
     # Answers
     def submit(self, question: str, history: Sequence[tuple[str, str]] = (),
                inputs: Sequence["EncodedInput | tuple[str, str, Mapping[str, Any]]"] = (),
-               gen: GenerationConfig | None = None, stop: threading.Event | None = None) -> Request:
+               gen: GenerationConfig | None = None, stop: threading.Event | None = None,
+               template: str = "chat") -> Request:
         """Queue one turn; read its answer with ``request.stream()``. ``inputs``: encoded inputs or
-        (modality, path, options) triples (encoded here, from the cache when possible)."""
+        (modality, path, options) triples (encoded here, from the cache when possible); ``template`` as
+        :meth:`build_sample`."""
         gen = gen or GenerationConfig()
         encoded = [x if isinstance(x, EncodedInput) else self.encode(x[0], x[1], x[2] if len(x) > 2 else None)
                    for x in inputs]
-        if not question.strip():
+        if not question.strip() and template == "chat":
             question = self.default_question([e.modality for e in encoded])
-        if not question.strip():
+        if not question.strip() and not encoded:
             raise ValueError("ask a question or give an input")
-        sample = self.build_sample(question, history, encoded, gen.max_new_tokens)
+        sample = self.build_sample(question, history, encoded, gen.max_new_tokens, template)
         request = Request(sample, gen, **({"stop": stop} if stop is not None else {}))
         return self.batcher.submit(request)
 
     def chat(self, question: str, history: Sequence[tuple[str, str]] = (), inputs: Sequence[Any] = (),
-             gen: GenerationConfig | None = None, stop: threading.Event | None = None) -> Iterator[Update]:
+             gen: GenerationConfig | None = None, stop: threading.Event | None = None,
+             template: str = "chat") -> Iterator[Update]:
         """Stream a turn's answer: :class:`Update` s with the text so far, the last one ``done``."""
-        yield from self.submit(question, history, inputs, gen, stop).stream()
+        yield from self.submit(question, history, inputs, gen, stop, template).stream()
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), inputs: Sequence[Any] = (),
-               gen: GenerationConfig | None = None) -> str:
+               gen: GenerationConfig | None = None, template: str = "chat") -> str:
         """The final answer of a turn (no streaming)."""
         text = ""
-        for update in self.chat(question, history, inputs, gen):
+        for update in self.chat(question, history, inputs, gen, template=template):
             text = update.text
         return text
 
