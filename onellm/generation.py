@@ -178,8 +178,11 @@ def legacy_decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
 def stream_generate(model, processor, inputs: Mapping[str, Any], gen: GenerationConfig | None = None,
                     stop_event: threading.Event | None = None) -> Iterator[str]:
-    """Yield text pieces of one conversation as they are generated (stops before the separator). Setting
-    ``stop_event`` ends the generation after the current token."""
+    """Yield text pieces of one conversation as they are generated (stops before the separator).
+
+    Setting ``stop_event`` ends the generation after the current token. If the consumer stops iterating early (an
+    exception such as Ctrl-C's KeyboardInterrupt, or closing the generator), the generation is stopped and its
+    thread joined before control returns: no decoding keeps running behind the caller's back."""
     from transformers import TextIteratorStreamer
 
     if inputs["input_ids"].shape[0] != 1:
@@ -188,12 +191,12 @@ def stream_generate(model, processor, inputs: Mapping[str, Any], gen: Generation
     errors: list[BaseException] = []
     gen = gen or GenerationConfig()
     prompt_length = inputs["input_ids"].shape[1]
+    abandon = threading.Event()
 
     def work():
         try:
             kwargs = hf_generate_kwargs(model, gen, processor, prompt_length)
-            if stop_event is not None:
-                kwargs.setdefault("stopping_criteria", []).append(_EventStop(stop_event))
+            kwargs.setdefault("stopping_criteria", []).append(_EventStop(abandon, stop_event))
             model.generate(**{k: v for k, v in inputs.items() if k != "labels"}, streamer=streamer, **kwargs)
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
@@ -203,17 +206,20 @@ def stream_generate(model, processor, inputs: Mapping[str, Any], gen: Generation
     thread.start()
     text = ""
     emitted = 0
-    for piece in streamer:
-        text += piece
-        visible = text.split(SEPARATOR)[0]
-        # hold back a possible partial separator at the end
-        safe = len(visible) if SEPARATOR in text else max(len(visible) - len(SEPARATOR) + 1, 0)
-        if safe > emitted:
-            yield visible[emitted:safe]
-            emitted = safe
-        if SEPARATOR in text:
-            break
-    thread.join()
+    try:
+        for piece in streamer:
+            text += piece
+            visible = text.split(SEPARATOR)[0]
+            # hold back a possible partial separator at the end
+            safe = len(visible) if SEPARATOR in text else max(len(visible) - len(SEPARATOR) + 1, 0)
+            if safe > emitted:
+                yield visible[emitted:safe]
+                emitted = safe
+            if SEPARATOR in text:
+                break
+    finally:
+        abandon.set()  # a no-op when generation already ended; otherwise it ends after the current token
+        thread.join()
     if errors:
         raise errors[0]
     visible = text.split(SEPARATOR)[0].rstrip()
@@ -222,10 +228,11 @@ def stream_generate(model, processor, inputs: Mapping[str, Any], gen: Generation
 
 
 class _EventStop(StoppingCriteria):
-    """Stops every sequence once ``event`` is set (a UI's stop button, Ctrl-C in the chat)."""
+    """Stops every sequence once any of ``events`` is set (a UI's stop button, Ctrl-C in the chat)."""
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    def __init__(self, *events: threading.Event | None):
+        self.events = [e for e in events if e is not None]
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = any(e.is_set() for e in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)

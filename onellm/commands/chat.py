@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import threading
 
 from .infer import add_generation_arguments
 from .inputs import add_input_arguments, inputs_from_args
@@ -100,17 +99,12 @@ class ChatSession:
         sample = processor.prompt_sample(question, list(self.inputs.items()), history=self.history)
         batch = move_batch(processor.collate([sample], padding_side="left", with_labels=False), model.device,
                            next(model.upm.parameters()).dtype)
-        stop = threading.Event()
-        pieces = stream_generate(model, processor, batch, self.gen, stop_event=stop)
         answer = ""
         try:
-            for piece in pieces:
+            for piece in stream_generate(model, processor, batch, self.gen):
                 answer += piece
                 self.say(piece, end="")
-        except KeyboardInterrupt:
-            stop.set()  # generation ends after the current token; drain what is left
-            for piece in pieces:
-                answer += piece
+        except KeyboardInterrupt:  # the generation was stopped and joined before this runs
             self.say(" [stopped]", end="")
         self.say()
         self.history.append((question, answer.strip()))
