@@ -1,13 +1,17 @@
-"""`onellm bench --preset tiny --quick` runs in about a minute and produces every field."""
+"""`onellm bench --preset tiny --quick` runs in 1-2 minutes on 2 CPU cores and produces every field; results go
+under runs/ by default."""
 import json
 
 from onellm.cli import main
 
 
-def test_bench_quick_produces_every_field(tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    assert main(["bench", "--preset", "tiny", "--quick", "--out", str(out)]) == 0
+def test_bench_quick_produces_every_field(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default output is relative to the working directory: runs/bench/
+    assert main(["bench", "--preset", "tiny", "--quick", "--device", "cpu"]) == 0
+    out = tmp_path / "runs" / "bench" / "tiny-cpu-fp32-quick.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]  # nothing else in the working directory
     res = json.loads(out.read_text())
+    assert res["device"] == "cpu" and res["quick"] is True
     assert res["peak_flops"] > 1e8
     stages = {(r["stage"], r["modality"]) for r in res["train"]}
     assert stages == {("stage1", "image"), ("stage2", "audio"), ("stage2", "point"), ("instruction", "image")}
@@ -25,6 +29,23 @@ def test_bench_quick_produces_every_field(tmp_path, capsys):
     assert res["point"]["batch_1_ms_per_cloud"] > 0
     printed = capsys.readouterr().out
     assert "MFU" in printed and "feature cache" in printed and "point tokenizer" in printed
+    assert f"wrote {out.relative_to(tmp_path)}" in printed
+
+
+def test_default_outputs_and_device():
+    from pathlib import Path
+
+    from onellm.cli import parse_args
+    from onellm.commands.bench import default_output
+
+    args = parse_args(["bench"])
+    assert args.device == "auto" and args.out is None and args.preset == "small"
+    assert default_output("small", "cuda:1", "bf16", False) == Path("runs/bench/small-cuda1-bf16.json")
+
+
+def test_onellm_7b_on_a_cpu_is_a_one_line_error(capsys):
+    assert main(["bench", "--preset", "onellm-7b", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("onellm bench: error: the onellm-7b preset is only benchmarked")
 
 
 def test_7b_feature_cache_flop_bound_matches_the_analytic_count():

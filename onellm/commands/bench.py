@@ -6,8 +6,9 @@ from pathlib import Path
 
 from .common import PRESETS
 
-QUICK_HELP = ("a smoke run of every section: fewer repeats and smaller inputs (about 1-2 minutes with --preset "
-              "tiny on 2 CPU cores, of which ~10 s start torch; its numbers are rough)")
+# measured: `onellm bench --preset tiny --quick` took 80 s (35 s user CPU) on 2 shared cores, the issue saw 68-101 s
+QUICK_HELP = ("a smoke run of every section with fewer repeats and smaller inputs: 1-2 minutes at --preset tiny on 2 "
+              "CPU cores (longer on a busy machine); its numbers are rough")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
