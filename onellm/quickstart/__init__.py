@@ -72,6 +72,7 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
     from ..data.text import load_tokenizer, train_sentencepiece
     from ..evaluation.engine import run_benchmarks
     from ..init_model import build_initial_model
+    from ..processing import OneLLMProcessor
     from ..training import load_recipe, train
     from .pretrain import (clip_zero_shot_accuracy, pretrain_clip, pretrain_language_model, save_clip_visual,
                            tokenizer_corpus)
@@ -123,8 +124,7 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
     with timed("init"):
         model = build_initial_model(config, clip=out / "pretrained" / "clip_visual.safetensors",
                                     llm=out / "pretrained" / "llm", seed=seed)
-        model.tokenizer = tokenizer
-        model.save_pretrained(out / "init")
+        model.save_pretrained(out / "init", processor=OneLLMProcessor.for_config(model.config, tokenizer))
 
     previous = out / "init"
     curves: dict[str, list[float]] = {"language model": lm_losses, "CLIP": clip_losses}
