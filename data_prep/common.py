@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from onellm.data.manifest import ManifestError, iter_manifest, path_option_names, write_jsonl
+from onellm.data.manifest import ManifestIndex, path_option_names, write_jsonl
 from onellm.modalities import get as modality_definition
 
 Item = dict[str, Any] | str  # a manifest row, or the reason an input record was skipped
@@ -33,11 +33,24 @@ ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # LAION captions can exceed csv's 128 KiB default
 
 
+def add_verify_arguments(p: argparse.ArgumentParser, flag: bool = True) -> None:
+    """--verify (decode every input with the loaders; skip the unusable ones by reason) and its options."""
+    if flag:
+        p.add_argument("--verify", action="store_true",
+                       help="decode every media file with onellm's loaders and skip the unusable ones by reason "
+                            "(0-byte files, undecodable media, wrong shapes); without it only existence is checked")
+    p.add_argument("--verify-config", default="onellm-7b",
+                   help="model geometry the files are checked against: a preset name or a model directory "
+                        "(default: %(default)s; fMRI voxels and IMU windows depend on it)")
+    p.add_argument("--verify-workers", type=int, default=1, help="processes decoding in parallel (default: 1)")
+
+
 def parser(doc: str | None, instruction: bool = True) -> argparse.ArgumentParser:
-    """A parser showing the script's docstring; --out, --limit and (alignment scripts) --instruction & co."""
+    """A parser showing the script's docstring; --out, --limit, --verify and (alignment scripts) --instruction."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="manifest to write (JSONL)")
     p.add_argument("--limit", type=int, default=None, help="stop after N kept records")
+    add_verify_arguments(p)
     if not instruction:
         return p
     p.add_argument("--instruction", type=Path, help="also write this instruction manifest: one conversation per "
@@ -108,18 +121,107 @@ def write(out: Path, items: Iterable[Item], limit: int | None = None, rename_dup
 
 
 def validate(path: Path, require: str) -> int:
-    """``read_manifest``'s checks, streamed (a multi-million-line manifest is not materialised as Records)."""
-    problems, seen, n = [], set(), 0
-    for n, (line, rec, problem) in enumerate(iter_manifest(path), 1):
-        if rec is not None:
-            problem = f"duplicate id {rec.id!r}" if rec.id in seen else \
-                f"{rec.id}: missing {require!r}" if getattr(rec, require) is None else None
-            seen.add(rec.id)
-        if problem:
-            problems.append((line, problem))
-    if problems:
-        raise ManifestError(path, problems)
-    return n
+    """``read_manifest``'s checks in bounded memory (``ManifestIndex``: an offset index and 64-bit id hashes, no
+    Records and no set of ids: a multi-million-line manifest costs ~30 bytes a line); the number of records."""
+    return len(ManifestIndex.build(path, require=require))
+
+
+# -- --verify: decode every input with the loaders ------------------------------------------------------------
+_CHECK_CONFIG: Any = None
+
+
+def verify_config(spec: str):
+    """A preset name or a model directory -> its OneLLMConfig (the geometry inputs are checked against)."""
+    from onellm.config import OneLLMConfig
+
+    path = Path(spec)
+    if path.is_dir():
+        return OneLLMConfig.from_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    return OneLLMConfig.preset(spec)
+
+
+def short_reason(problem: str) -> str:
+    """A problem text as a countable reason: its first clause, numbers folded ("cannot decode image")."""
+    clause = problem.split(": ", 1)[0].strip() or problem
+    return re.sub(r"\d+(\.\d+)?", "N", clause)[:80]
+
+
+def unusable(inputs: list[dict[str, Any]], config) -> tuple[str, str] | None:
+    """(reason, full error) of the first input the loaders cannot use, else None."""
+    from onellm.data.errors import InputError
+    from onellm.data.manifest import path_option_names
+    from onellm.modalities import resolve
+    from onellm.modalities.loading import load_modality
+
+    for inp in inputs:
+        modality = resolve(inp["modality"])
+        for key in ("path", *path_option_names()):
+            if key in inp:
+                try:
+                    empty = os.path.getsize(inp[key]) == 0
+                except OSError:
+                    continue  # the loader names a missing file
+                if empty:
+                    return f"unusable {modality}: empty file (0 bytes)", f"{inp[key]}: empty file (0 bytes)"
+        try:
+            load_modality(modality, dict(inp), train=False, config=config)
+        except InputError as exc:
+            return f"unusable {modality}: {short_reason(exc.problem)}", str(exc)
+        except Exception as exc:  # a decoder bug: still this file's problem
+            return f"unusable {modality}: {type(exc).__name__}", f"{inp.get('path')}: {exc}"
+    return None
+
+
+def _init_check(spec: str) -> None:
+    global _CHECK_CONFIG
+    _CHECK_CONFIG = verify_config(spec)
+
+
+def _check_row(row: dict[str, Any]) -> tuple[str, str] | None:
+    return unusable(row.get("inputs", []), _CHECK_CONFIG)
+
+
+def verified(items: Iterable[Item], args: argparse.Namespace, chunk: int = 256) -> Iterator[Item]:
+    """``items`` with every row whose media the loaders cannot decode replaced by its reason ("unusable video:
+    empty file (0 bytes)", "unusable image: cannot decode image"); the first few full errors go to stderr. In
+    order, in chunks (``--verify-workers`` processes), never the whole input at once."""
+    if not getattr(args, "verify", False):
+        yield from items
+        return
+    workers = max(1, int(getattr(args, "verify_workers", 1) or 1))
+    spec = getattr(args, "verify_config", "onellm-7b")
+    shown = 0
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_init_check, initargs=(spec,))
+    else:
+        _init_check(spec)
+    try:
+        it = iter(items)
+        while True:
+            block = list(itertools.islice(it, chunk))
+            if not block:
+                break
+            rows = [i for i in block if not isinstance(i, str)]
+            results = iter(pool.map(_check_row, rows) if pool else map(_check_row, rows))
+            for item in block:
+                if isinstance(item, str):
+                    yield item
+                    continue
+                found = next(results)
+                if found is None:
+                    yield item
+                    continue
+                if shown < 5:
+                    print(f"skipped {item.get('id')}: {found[1]}", file=sys.stderr)
+                    shown += 1
+                yield found[0]
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
 
 
 def _instruction_rows(src: Path, prompt: str | None, per_caption: bool) -> Iterator[dict[str, Any]]:
@@ -142,7 +244,7 @@ def finish(args: argparse.Namespace, items: Iterable[Item], require: str = "capt
            rename_duplicates: bool = False) -> int:
     """Write, validate and summarise ``--out`` (and ``--instruction`` when given); the script's exit code."""
     out: Path = args.out
-    tally = write(out, items, args.limit, rename_duplicates)
+    tally = write(out, verified(items, args), args.limit, rename_duplicates)
     if tally.kept == 0:
         out.unlink(missing_ok=True)  # an empty manifest would only fail later, far from the cause
         print(f"{out}: nothing kept; {tally.summary()}", file=sys.stderr)

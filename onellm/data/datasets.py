@@ -18,13 +18,14 @@ from torch.utils.data import Dataset
 from ..modalities import get as modality_definition
 from ..processing import OneLLMProcessor, PackedSample
 from .errors import InputError
-from .manifest import Record
+from .manifest import ManifestIndex, Record, text_chars
 
 
 @dataclass
 class FailedSample:
     id: str
     error: str
+    modality_key: str | None = None  # of the record, so a batch that failed entirely still names its modality
 
 
 def default_prompt(record: Record) -> str:
@@ -40,6 +41,8 @@ class ManifestDataset(Dataset):
     """Shared machinery: input loading, building the sequence, length limits, lengths for grouping.
 
     Args:
+        records: a list of records, or a :class:`~onellm.data.manifest.ManifestIndex` (a manifest of any size in
+            bounded memory: records are parsed when an item is read).
         processor: builds every sequence (and knows the model's config).
         train: training augmentations on; sequences longer than ``max_length`` are cut (requests fail instead).
         seed: augmentations draw from RNGs seeded per (seed, epoch, index), so the same sample gets the same crop
@@ -51,7 +54,7 @@ class ManifestDataset(Dataset):
 
     def __init__(self, records: Sequence[Record], processor: OneLLMProcessor, train: bool = True,
                  max_length: int | None = None, seed: int | None = None, feature_store=None):
-        self.records = list(records)
+        self.records = records if isinstance(records, ManifestIndex) else list(records)
         self.processor = processor
         self.config = processor.config
         self.train = train
@@ -80,43 +83,51 @@ class ManifestDataset(Dataset):
         return out
 
     def __getitem__(self, index: int) -> PackedSample | FailedSample:
-        record = self.records[index]
+        return self.build_item(index, self.records[index])
+
+    def build_item(self, index: int, record: Record) -> PackedSample | FailedSample:
+        """The sample of ``record`` at ``index`` (which seeds its augmentations), or why it cannot be used."""
+        key = record.modality_key
         if self.train and self.seed is not None:
             sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**63)
             torch.default_generator.manual_seed(sample_seed)  # loaders run on the CPU; skips seeding accelerators
             random.seed(sample_seed)
         if self.block_length * len(record.inputs) + 2 > self.max_length:
             return FailedSample(record.id, f"{len(record.inputs)} inputs leave no room for text in "
-                                           f"{self.max_length} positions")
+                                           f"{self.max_length} positions", key)
         try:
             sample = self.sample(record, self.load_inputs(record))
         except (InputError, ValueError) as exc:
-            return FailedSample(record.id, str(exc))
+            return FailedSample(record.id, str(exc), key)
         except Exception as exc:  # a decoder bug must not kill the worker; report it as this sample's error
-            return FailedSample(record.id, f"{type(exc).__name__}: {exc}")
+            return FailedSample(record.id, f"{type(exc).__name__}: {exc}", key)
         if len(sample) > self.max_length:
             if not self.truncate:
                 return FailedSample(record.id, f"prompt of {len(sample)} positions exceeds the model's "
-                                               f"{self.max_length}; shorten it or raise max_seq_len")
+                                               f"{self.max_length}; shorten it or raise max_seq_len", key)
             sample.input_ids, sample.labels = sample.input_ids[:self.max_length], sample.labels[:self.max_length]
         return sample
 
     def modality_keys(self) -> list[str]:
+        if isinstance(self.records, ManifestIndex):
+            return self.records.modality_keys()
         return [r.modality_key for r in self.records]
 
     def data_types(self) -> list[str]:
+        if isinstance(self.records, ManifestIndex):
+            return self.records.data_types()
         return [r.type or r.modality_key for r in self.records]
 
     def lengths(self) -> list[int]:
         """Cheap length proxy (characters of text + block positions) for length grouping."""
+        if isinstance(self.records, ManifestIndex):
+            chars, inputs = self.records.column("chars"), self.records.column("inputs")
+            return (chars // 4 + self.block_length * inputs).tolist()
         return [self._text_chars(r) // 4 + self.block_length * len(r.inputs) for r in self.records]
 
     @staticmethod
     def _text_chars(r: Record) -> int:
-        if r.conversations:
-            return sum(len(t["value"]) for t in r.conversations)
-        cap = r.caption[0] if isinstance(r.caption, list) else r.caption
-        return len(cap or r.prompt or "")
+        return text_chars(r)
 
     def _meta(self, record: Record) -> dict[str, Any]:
         return {"modality_key": record.modality_key}
@@ -179,9 +190,11 @@ class Collator:
 
     def __call__(self, items: Sequence[PackedSample | FailedSample]) -> dict[str, Any]:
         good = [s for s in items if isinstance(s, PackedSample)]
-        failed = [(s.id, s.error) for s in items if isinstance(s, FailedSample)]
+        bad = [s for s in items if isinstance(s, FailedSample)]
+        failed = [(s.id, s.error) for s in bad]
+        failed_keys = [s.modality_key for s in bad]  # the modality of each failed sample (None when unknown)
         if not good:
-            return {"failed": failed, "ids": [], "modality_keys": []}
+            return {"failed": failed, "ids": [], "modality_keys": [], "failed_keys": failed_keys}
         return {"inputs": self.processor.collate(good, self.padding_side, self.with_labels),
                 "ids": [s.id for s in good], "modality_keys": [s.meta.get("modality_key") for s in good],
-                "failed": failed}
+                "failed": failed, "failed_keys": failed_keys}

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 from ..modalities import get as modality_definition
 from ..modalities import names as registered_modalities
@@ -44,6 +47,15 @@ class ManifestError(ValueError):
         shown = "\n".join(f"  line {n}: {msg}" for n, msg in problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"{path}: {len(problems)} bad line(s)\n{shown}{more}")
+
+
+def text_chars(record: "Record") -> int:
+    """Characters of a record's text (conversations, else its first caption, else its prompt): the length proxy of
+    length grouping."""
+    if record.conversations:
+        return sum(len(t["value"]) for t in record.conversations)
+    cap = record.caption[0] if isinstance(record.caption, list) else record.caption
+    return len(cap or record.prompt or "")
 
 
 @dataclass
@@ -196,6 +208,220 @@ def read_manifest(path: str | Path, require: str | None = None) -> list[Record]:
     if problems:
         raise ManifestError(path, problems)
     return records
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, raw bytes without the newline) of every line, streamed."""
+    offset = 0
+    with Path(path).open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            yield n, offset, raw
+            offset += len(raw)
+
+
+class ManifestIndex(Sequence[Record]):
+    """A validated manifest in bounded memory: a byte-offset index of its lines (plus per-line modality key, data
+    type, text length and input count codes: about 30 bytes a line), records parsed on access. ``index[i]`` equals
+    ``read_manifest(path)[i]``; a 5-million-line manifest is ~150 MB of arrays instead of ~7 GB of records, and the
+    arrays are shared copy-on-write by forked DataLoader workers (a list of Python objects is not: reference
+    counts touch every page).
+
+    Build with :meth:`build` (streams the file once with every check of :func:`read_manifest`; duplicate ids by
+    64-bit hashes of the ids, confirmed on the colliding lines only) or :meth:`open` (the same, through an on-disk
+    cache of memory-mapped arrays keyed by the file's path, size, mtime and the registered modalities).
+    """
+
+    ARRAYS = ("offsets", "sizes", "lines", "keys", "types", "chars", "inputs")
+    VERSION = 1
+
+    def __init__(self, path: str | Path, arrays: dict[str, np.ndarray], key_names: list[str],
+                 type_names: list[str], selection: np.ndarray | None = None):
+        self.path = Path(path)
+        self.base = self.path.parent.resolve()
+        self.arrays, self.key_names, self.type_names = arrays, list(key_names), list(type_names)
+        self.selection = selection
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    # -- building ---------------------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, path: str | Path, require: str | None = None) -> "ManifestIndex":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: manifest not found")
+        base = path.parent.resolve()
+        cols = {"offsets": array("q"), "sizes": array("i"), "lines": array("q"), "keys": array("i"),
+                "types": array("i"), "chars": array("q"), "inputs": array("i")}
+        hashes, has_req = array("q"), array("b")
+        key_codes: dict[str, int] = {}
+        type_codes: dict[str, int] = {}
+        problems: dict[int, str] = {}
+        for n, offset, raw in iter_lines(path):
+            line, problem = decode_line(raw, n)
+            if problem is None and not line.strip():
+                continue
+            rec = None
+            if problem is None:
+                try:
+                    rec = parse_record(json.loads(line), base, n)
+                except json.JSONDecodeError as exc:
+                    problem = f"invalid JSON: {exc.msg} (column {exc.colno})"
+                except ValueError as exc:
+                    problem = str(exc)
+            if rec is None:
+                problems[n] = problem
+                continue
+            ok = not require or getattr(rec, require) is not None
+            if not ok:
+                problems[n] = f"{rec.id}: missing {require!r}"
+            hashes.append(hash(rec.id))
+            has_req.append(ok)
+            cols["offsets"].append(offset)
+            cols["sizes"].append(len(raw))
+            cols["lines"].append(n)
+            cols["keys"].append(key_codes.setdefault(rec.modality_key, len(key_codes)))
+            cols["types"].append(type_codes.setdefault(rec.type or rec.modality_key, len(type_codes)))
+            cols["chars"].append(text_chars(rec))
+            cols["inputs"].append(len(rec.inputs))
+        arrays = {k: np.frombuffer(v, dtype=np.dtype(v.typecode)) if len(v) else np.zeros(0, np.dtype(v.typecode))
+                  for k, v in cols.items()}
+        del cols
+        index = cls(path, arrays, list(key_codes), list(type_codes))
+        index._check_duplicates(np.frombuffer(hashes, np.int64) if len(hashes) else np.zeros(0, np.int64),
+                                np.frombuffer(has_req, np.int8).astype(bool) if len(has_req) else np.zeros(0, bool),
+                                problems, require)
+        if problems:
+            raise ManifestError(path, sorted(problems.items()))
+        return index
+
+    def _check_duplicates(self, hashes: np.ndarray, has_req: np.ndarray, problems: dict[int, str],
+                          require: str | None) -> None:
+        """read_manifest's sequential rule, from hashes: within one id, lines without ``require`` before the first
+        good line are "missing", every line after it is a duplicate."""
+        if len(hashes) < 2:
+            return
+        order = np.argsort(hashes, kind="stable")  # stable: line order within equal hashes
+        sorted_h = hashes[order]
+        dup = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
+        if not len(dup):
+            return
+        rows = np.unique(np.concatenate([order[dup], order[dup + 1]]))
+        by_id: dict[str, list[int]] = {}
+        for row in rows.tolist():  # few lines: parse them again for their real ids
+            by_id.setdefault(self._parse(int(row)).id, []).append(int(row))
+        for rid, group in by_id.items():
+            first = None
+            for row in sorted(group):
+                n = int(self.arrays["lines"][row])
+                if first is not None:
+                    problems[n] = f"duplicate id {rid!r} (first on line {first})"
+                elif has_req[row]:
+                    first = n
+
+    # -- the on-disk cache ------------------------------------------------------------------------------------
+    @classmethod
+    def _cache_key(cls, path: Path, require: str | None) -> str:
+        import hashlib
+
+        from ..modalities import get, names
+
+        st = path.stat()
+        spec = [cls.VERSION, str(path.resolve()), st.st_size, st.st_mtime_ns, require,
+                [(m, get(m).loader.options) for m in names()]]
+        return hashlib.sha256(json.dumps(spec, default=str).encode()).hexdigest()[:24]
+
+    @classmethod
+    def open(cls, path: str | Path, require: str | None = None,
+             cache_dir: str | Path | None = None) -> "ManifestIndex":
+        """:meth:`build`, memoised in ``cache_dir`` (default ``$ONELLM_INDEX_CACHE``; none: in memory only). The
+        cached arrays are memory-mapped: processes of one machine share their pages."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: manifest not found")
+        cache_dir = cache_dir or os.environ.get("ONELLM_INDEX_CACHE")
+        if not cache_dir:
+            return cls.build(path, require)
+        folder = Path(cache_dir) / cls._cache_key(path, require)
+        meta_file = folder / "meta.json"
+        if meta_file.is_file():
+            try:
+                meta = json.loads(meta_file.read_text(encoding="utf-8"))
+                arrays = {k: np.load(folder / f"{k}.npy", mmap_mode="r", allow_pickle=False) for k in cls.ARRAYS}
+                return cls(path, arrays, meta["keys"], meta["types"])
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache entry: rebuild it
+        index = cls.build(path, require)
+        try:
+            index.save(folder)
+        except OSError:
+            return index  # a read-only cache: the in-memory index serves
+        return cls.open(path, require, cache_dir)
+
+    def save(self, folder: str | Path) -> None:
+        from ..io import atomic_directory
+
+        with atomic_directory(Path(folder)) as tmp:
+            for k in self.ARRAYS:
+                np.save(tmp / f"{k}.npy", np.asarray(self.arrays[k]), allow_pickle=False)
+            (tmp / "meta.json").write_text(json.dumps({"keys": self.key_names, "types": self.type_names,
+                                                       "source": str(self.path)}), encoding="utf-8")
+
+    # -- access -----------------------------------------------------------------------------------------------
+    def rows(self) -> np.ndarray:
+        """Positions of this view's records among the manifest's lines."""
+        return np.arange(len(self.arrays["offsets"])) if self.selection is None else self.selection
+
+    def __len__(self) -> int:
+        return len(self.arrays["offsets"]) if self.selection is None else len(self.selection)
+
+    def column(self, name: str) -> np.ndarray:
+        values = self.arrays[name]
+        return np.asarray(values) if self.selection is None else np.asarray(values)[self.selection]
+
+    def select(self, mask: np.ndarray) -> "ManifestIndex":
+        """The view of the records where ``mask`` (over this view) holds."""
+        return ManifestIndex(self.path, self.arrays, self.key_names, self.type_names, self.rows()[np.asarray(mask)])
+
+    def modality_keys(self) -> list[str]:
+        return [self.key_names[c] for c in self.column("keys").tolist()]
+
+    def data_types(self) -> list[str]:
+        return [self.type_names[c] for c in self.column("types").tolist()]
+
+    def _read(self, row: int) -> bytes:
+        if self._fd is None or self._pid != os.getpid():  # a forked worker opens its own descriptor
+            self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        return os.pread(self._fd, int(self.arrays["sizes"][row]), int(self.arrays["offsets"][row]))
+
+    def _parse(self, row: int) -> Record:
+        n = int(self.arrays["lines"][row])
+        line, problem = decode_line(self._read(row), n)
+        if problem is not None:
+            raise ManifestError(self.path, [(n, problem + " (the manifest changed after it was indexed)")])
+        return parse_record(json.loads(line), self.base, n)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._parse(int(i if self.selection is None else self.selection[i]))
+
+    def __iter__(self) -> Iterator[Record]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:

@@ -1,10 +1,11 @@
 """Training recipes: one YAML file per stage, every key a field of :class:`Recipe`, ``key=value`` overrides.
 
-Stages are data, not code: a recipe names the model directory to start from, the manifests (with repeat
-factors), which parts train, the optimiser and schedule, batch geometry, precision and the DeepSpeed config.
+Stages are data, not code: a recipe names the model directory to start from, the datasets (manifests or tar
+shards, with repeat factors or weights), which parts train, the optimiser and schedule, batch geometry, precision
+and the DeepSpeed config.
 Nested keys are overridden with dots: ``optimizer.lr=1e-4 trainable.llm=full datasets.0.repeat=2``
 (``datasets.<n>.manifest=...`` with n = the number of entries appends one).
-Relative paths in a recipe (model, output_dir, manifests, deepspeed) are relative to the working directory:
+Relative paths in a recipe (model, output_dir, manifests, shards, deepspeed) are relative to the working directory:
 launch from the repository root.
 
 Every value is validated (types, ranges, choices: pydantic dataclasses) when the recipe is read, before anything
@@ -64,11 +65,75 @@ FilterModalities = Annotated[list[str] | None, PlainValidator(
     lambda v: None if v is None else _modality_names(v, allow_text=True))]
 
 
+def _modality_key(value: Any) -> Any:
+    """``image``, ``rgbd``, ``video+audio`` -> the canonical modality key (each part a registered modality)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a modality name or a '+'-joined key such as video+audio")
+    from ..modalities import resolve
+
+    return "+".join(resolve(m) for m in value.split("+"))
+
+
+def _shard_spec(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return value
+    raise ValueError("must be a shard pattern (laion/{00000..41407}.tar), a glob, a folder, a shards.json, or a "
+                     "list of them")
+
+
+def _shuffle_buffer(value: Any) -> Any:
+    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError("must be a number of samples >= 1, or 'all' (one shuffle over the whole entry)")
+
+
+ShardNames = Annotated[str | list[str] | None, PlainValidator(_shard_spec)]
+ModalityKey = Annotated[str | None, PlainValidator(_modality_key)]
+ShuffleBuffer = Annotated[int | str, PlainValidator(_shuffle_buffer)]
+# keys of a dataset entry that were added for shards: left out of a recipe's dict while they hold their defaults,
+# so the fingerprint of a recipe written before they existed does not change
+SHARD_KEY_DEFAULTS = {"shards": None, "modality": None, "caption_key": "auto", "shuffle_buffer": 10_000,
+                      "weight": None}
+
+
 @dataclass(config=_STRICT)
 class DatasetSpec:
-    manifest: str  # JSONL manifest
+    """One data source: a JSONL manifest, or webdataset tar shards (img2dataset / video2dataset /
+    ``data_prep/make_shards.py``; alignment recipes). Exactly one of ``manifest`` and ``shards``."""
+
+    manifest: str | None = None  # JSONL manifest
     repeat: PosFloat = 1.0  # passes over this dataset per epoch (the original's per-dataset "epochs")
     modalities: FilterModalities = None  # keep only records whose inputs are all of these modalities ("text": none)
+    shards: ShardNames = None  # "laion/{00000..41407}.tar", a glob, a folder, a shards.json, or a list of them
+    modality: ModalityKey = None  # the modality (key) of every shard sample; default: the shards.json's
+    caption_key: str = "auto"  # auto (json "caption", else .txt) | txt | <ext> | json.<field>
+    shuffle_buffer: ShuffleBuffer = 10_000  # shards: samples shuffled together after shuffling the shard order;
+    #                                         "all": one shuffle over the entry (like a manifest; 8 bytes/sample)
+    weight: PosFloat | None = None  # instead of repeat: this entry's share of an epoch's samples
+
+    def __post_init__(self) -> None:
+        if (self.manifest is None) == (self.shards is None):
+            raise ValueError("a dataset entry names exactly one of 'manifest' and 'shards'")
+        if self.shards is None:
+            named = [k for k, d in (("modality", None), ("caption_key", "auto"), ("shuffle_buffer", 10_000))
+                     if getattr(self, k) != d]
+            if named:
+                raise ValueError(f"{', '.join(named)}: only for 'shards' entries (a manifest names each record's "
+                                 "inputs itself)")
+        elif self.modalities is not None:
+            raise ValueError("'modalities' filters manifest records; a 'shards' entry has one 'modality'")
+        if not (self.caption_key in ("auto", "txt") or self.caption_key.startswith("json.")
+                or (self.caption_key and "/" not in self.caption_key)):
+            raise ValueError(f"caption_key {self.caption_key!r}: use auto, txt, another member extension, or "
+                             "json.<field>")
+        if self.weight is not None and self.repeat != 1.0:
+            raise ValueError("give 'repeat' or 'weight', not both")
 
 
 @dataclass(config=_STRICT)
@@ -150,6 +215,9 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs is None:
             raise ValueError("set max_steps or epochs")
+        if self.task != "alignment" and any(d.shards is not None for d in self.datasets):
+            raise ValueError("'shards' entries serve alignment (caption) data; instruction data is read from "
+                             "manifests (length grouping needs every conversation's length up front)")
 
 
 # -- reading -------------------------------------------------------------------------------------------------
@@ -298,4 +366,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     out = dataclasses.asdict(recipe)
     out["optimizer"]["betas"] = list(out["optimizer"]["betas"])
+    for entry in out["datasets"]:  # shard-only keys at their defaults are left out (see SHARD_KEY_DEFAULTS)
+        for key, default in SHARD_KEY_DEFAULTS.items():
+            if entry.get(key, default) == default:
+                entry.pop(key, None)
+        if entry.get("manifest") is None and "shards" in entry:
+            entry.pop("manifest", None)
     return out

@@ -130,7 +130,26 @@ def _total_steps(recipe: Recipe, data: TrainData) -> int:
 
 
 def _steps_per_epoch(recipe: Recipe, data: TrainData) -> int:
-    return max(1, len(data.sampler.global_batches(0)) // recipe.accumulation)
+    return max(1, data.num_batches(0) // recipe.accumulation)
+
+
+def _rescale_position(state: dict[str, Any], geometry: list[int], data: TrainData, log) -> int:
+    """The resumed data position in this run's global batches. Unchanged when ranks and micro-batch are the same
+    (the exact continuation). Otherwise the epoch's order is cut into other global batches: the position moves to
+    the same number of samples into the epoch (the rest of the epoch then follows the new cut, so within this
+    epoch some samples come twice and others not at all; from the next epoch on, every sample once again)."""
+    old = state.get("data_geometry") or geometry
+    position = int(state["position"])
+    if list(old) == list(geometry):
+        return position
+    seen = position * int(old[0]) * int(old[1])
+    new = min(seen // (geometry[0] * geometry[1]), data.num_batches(int(state["epoch"])))
+    log(f"WARNING: the checkpoint was written with {old[0]} rank(s) x micro-batch {old[1]}, this run has "
+        f"{geometry[0]} x {geometry[1]}: the data position moves to {seen} samples into epoch {state['epoch']} "
+        f"(batch {new}); the rest of this epoch follows the new batch cut (some samples repeat, some are left out), "
+        "later epochs see every sample once")
+    state["data_geometry"] = list(geometry)
+    return new
 
 
 def recipe_fingerprint(recipe: Recipe) -> str:
@@ -213,19 +232,21 @@ def train(recipe: Recipe, log=print) -> TrainResult:
     if ckpt.uses_deepspeed:
         register_external_parameters(acc.unwrap_model(model), acc)
 
+    geometry = [acc.num_processes, recipe.micro_batch]  # what a data position counts in (global batch size)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "skipped": 0, "skipped_ids": [],
-                             "skipped_batches": 0, "skipped_steps": 0, "losses": [], "seconds": 0.0}
+                             "skipped_batches": 0, "skipped_steps": 0, "losses": [], "seconds": 0.0,
+                             "data_geometry": geometry}
     if resume_from is not None:
         state.update(ckpt.load(resume_from, model, optimizer))
         log(f"resumed from {resume_from} at step {state['step']}")
+        state["position"] = _rescale_position(state, geometry, data, log)
     state["losses"] = state["losses"][: state["step"]]
     earlier_seconds = float(state["seconds"])  # the processes before this one, up to the checkpoint
     logger = MetricLogger(out_dir, recipe, acc.is_main_process, total_steps, resume_step=state["step"])
     unwrapped: OneLLM = acc.unwrap_model(model)
     device = acc.device
     cast = next(p for p in unwrapped.upm.parameters()).dtype
-    planner = StepPlanner(unwrapped, acc, recipe.accumulation,
-                          lambda: {r.id: r.modality_key for ds in data.datasets for r in ds.records})
+    planner = StepPlanner(unwrapped, acc, recipe.accumulation, lambda: data.failed_keys)  # filled as batches come
     stall_limit = _steps_per_epoch(recipe, data) + 1
 
     def batches():
@@ -234,6 +255,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
             data.sampler.set_state(state["epoch"], state["position"])
             for batch in data.loader(recipe.num_workers):
                 state["position"] += 1
+                data.note_failures(batch)
                 yield batch
             state["epoch"] += 1
             state["position"] = 0
