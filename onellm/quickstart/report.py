@@ -12,7 +12,7 @@ def _plot(curves: dict[str, list[float]], path: Path) -> None:
 
     panels = {name: {name: ([float(k) for k in range(1, len(values) + 1)], [float(v) for v in values])}
               for name, values in curves.items()}
-    draw(panels, path, ylabels={name: "loss" for name in list(curves)[:1]})
+    draw(panels, path, ylabels={name: "loss" for name in curves}, ncols=min(3, len(panels)) or 1)
 
 
 def _pct(v: float | None) -> str:
