@@ -29,7 +29,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
                        help=f"{article(definition.noun)} ({', '.join(definition.loader.extensions)})")
     for option, (help_text, number, users) in _option_table().items():
         p.add_argument(f"--{option.replace('_', '-')}", dest=f"input_{option}", type=float if number else str,
-                       help=f"{help_text} (for --{' / --'.join(users)})")
+                       metavar=option.upper(), help=f"{help_text} (for --{' / --'.join(users)})")
 
 
 def inputs_from_args(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
