@@ -249,3 +249,18 @@ def test_hf_model_declarations(text_tokenizer):
     assert not model.upm.gradient_checkpointing
     with torch.no_grad():
         assert torch.allclose(model(**batch).loss, with_ckpt.detach(), atol=1e-6)
+
+
+def test_attention_implementation_is_chosen_at_load_and_checked():
+    default = OneLLM.from_pretrained(LEGACY / "model")
+    assert default.llm.config._attn_implementation == "sdpa"  # detected: torch has SDPA
+    eager = OneLLM.from_pretrained(LEGACY / "model", attn_implementation="eager")
+    assert eager.llm.config._attn_implementation == "eager"
+    ids = torch.tensor([[1, 5, 9, 12]])
+    with torch.no_grad():
+        torch.testing.assert_close(default(input_ids=ids).logits, eager(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is None:  # never required: asking for it without it is a clear error
+        with pytest.raises(ImportError, match="FlashAttention2"):
+            OneLLM.from_pretrained(LEGACY / "model", attn_implementation="flash_attention_2")

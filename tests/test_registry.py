@@ -170,3 +170,50 @@ def test_modalities_are_named_only_in_their_own_files():
         text = path.read_text(encoding="utf-8")
         offenders += [f"{path.relative_to(PACKAGE)}: {p}" for p in pattern if p in text]
     assert not offenders, offenders
+
+
+def test_a_training_checkpoint_of_the_previous_format_resumes(tmp_path):
+    """tests/data/legacy_v1/checkpoints/step-000002 was written by the pre-registry code (its make_fixture.py): a
+    recipe over the same data resumes from it (pickled optimizer/RNG files of that format are read with the
+    weights-only unpickler) and continues with exactly the checkpoint's trainable weights."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from onellm.data.synth import generate_world
+    from onellm.training import load_recipe, train
+
+    world = generate_world(tmp_path / "world", 4, seed=0, modalities="image,audio",
+                           config=OneLLMConfig.preset("onellm-7b", **{"inputs.fmri.voxels": 64}))
+    run = tmp_path / "run"
+    shutil.copytree(LEGACY / "checkpoints", run / "checkpoints")
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(f"""model: {LEGACY / 'model'}
+output_dir: {run}
+datasets: [{{manifest: {world['manifests']['alignment']}, modalities: [image]}}]
+trainable: {{tokenizers: false, upm: [image]}}
+micro_batch: 2
+max_steps: 3
+save_every: 100
+num_workers: 0
+report_to: []
+optimizer: {{lr: 1.0e-3}}
+""")
+    lines: list[str] = []
+    seen: dict = {}
+    original = OneLLM.forward
+
+    def spy(self, **kw):  # the trainable weights at the first step after the resume
+        if not seen:
+            seen.update({n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad})
+        return original(self, **kw)
+
+    OneLLM.forward = spy
+    try:
+        result = train(load_recipe(recipe_file), log=lines.append)
+    finally:
+        OneLLM.forward = original
+    assert any("resumed from" in l and "step 2" in l for l in lines), lines
+    assert result.steps == 3
+    saved = load_file(str(LEGACY / "checkpoints" / "step-000002" / "trainable.safetensors"))
+    assert set(saved) == set(seen) and all(torch.equal(saved[k], seen[k]) for k in saved)

@@ -102,15 +102,23 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
         HF-native too. ``adapter``: a LoRA adapter directory to apply (the path may also be an adapter directory
         itself). ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)`` ends up here as well: the
         hub arguments it passes are ignored (everything is local), ``torch_dtype`` / ``device_map`` are honoured."""
-        from ..checkpoint import load_model_directory
+        from ..adapters import is_adapter_dir
+        from ..checkpoint import load_model_directory, read_config
 
         dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
         device_map = kwargs.pop("device_map", None)
         if device is None and isinstance(device_map, (str, torch.device)) and str(device_map) != "auto":
             device = device_map
         config = kwargs.pop("config", None)
+        config = config if isinstance(config, OneLLMConfig) else None
+        attn = kwargs.pop("attn_implementation", None)
+        if attn is not None:  # "sdpa", "eager", "flash_attention_2" ...: HF checks it when the decoder is built
+            if config is None and not is_adapter_dir(pretrained_model_name_or_path):
+                config = read_config(pretrained_model_name_or_path)
+            if config is not None:
+                config.text_config._attn_implementation = attn
         return load_model_directory(pretrained_model_name_or_path, cls, device=device, dtype=dtype, adapter=adapter,
-                                    config=config if isinstance(config, OneLLMConfig) else None)
+                                    config=config)
 
     # ------------------------------------------------------------------------------------------------
     # Trainability
