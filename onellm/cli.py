@@ -68,8 +68,9 @@ def build_parser(argv: list[str] | None = None, load: str | bool | None = None) 
     from .version import __version__
 
     chosen = _command_word(sys.argv[1:] if argv is None else argv) if load is None else load
-    parser = argparse.ArgumentParser(prog="onellm", description=__doc__.splitlines()[0],
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(prog="onellm", formatter_class=HelpFormatter,
+                                     description="OneLLM (CVPR 2024): one entry point, one subcommand per job; "
+                                                 "`onellm COMMAND --help` describes each.")
     parser.add_argument("--version", action="version", version=f"onellm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks (also ONELLM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
