@@ -153,3 +153,28 @@ def test_a_real_training_run_plots(model_dir, tmp_path, capsys):
     _, drawn, _ = plot_runs([out], tmp_path / "c.png")
     assert drawn["loss"]["run"] == ([1.0, 2.0, 3.0], [r["loss"] for r in rows])
     assert drawn["loss by modality"]["image"][1] == [r["loss/image"] for r in rows]
+
+
+def test_log_lines_go_above_the_progress_bar(tmp_path, capsys):
+    import types
+
+    from onellm.training.logger import MetricLogger, format_duration
+
+    recipe = types.SimpleNamespace(log_every=2, report_to=[], source=None)
+    (tmp_path / "a").mkdir()
+    quiet = MetricLogger(tmp_path / "a", recipe, True, 4, progress=False)
+    assert quiet.bar is None and quiet.wrap_log(print) is print
+    shown = MetricLogger(tmp_path, recipe, True, 4, progress=True)
+    mine = lambda m: None  # noqa: E731
+    assert shown.wrap_log(mine) is mine and shown.wrap_log(print) is not print
+    shown.wrap_log(print)("skipped sample x")
+    for step in range(1, 5):
+        shown.log_step(step, 5.0 - step, {"image": 5.0 - step}, 1e-3, 0.5, samples=8, tokens=80, seconds=0.5)
+    shown.close()
+    quiet.close()
+    captured = capsys.readouterr()
+    lines = [l for l in captured.out.splitlines() if l.startswith("step ")]
+    assert [l.split()[1] for l in lines] == ["1/4", "2/4", "4/4"]  # the first, every log_every and the last
+    assert all("16.0 samples/s 160 tok/s" in l and " elapsed " in l and " eta " in l for l in lines)
+    assert "skipped sample x" in captured.out and "train:" in captured.err  # the bar is on stderr
+    assert format_duration(3725) == "1:02:05" and format_duration(65.4) == "1:05"

@@ -138,6 +138,14 @@ class MetricLogger:
             else:
                 print(line, flush=True)
 
+    def wrap_log(self, log):
+        """The trainer's ``log``, printing above the progress bar when there is one (a plain ``print`` would cut
+        through the bar); any other ``log`` (the quickstart's, a test's) is returned as it is."""
+        if log is not print or self.bar is None or self.bar.disable:
+            return log
+        bar = self.bar
+        return lambda message: bar.write(str(message), file=sys.stdout)
+
     def sync(self) -> None:
         """Make every row written so far durable (called before each checkpoint is saved)."""
         if self.file is not None:
