@@ -456,3 +456,37 @@ def test_onellm_typed_files_and_imu(tmp_path, capsys):
     (rec,) = read_manifest(out)
     assert rec.type == "imu" and (rec.inputs[0].options["start"], rec.inputs[0].options["end"]) == (1.0, 3.0)
     assert raw_lines(out)[0]["inputs"][0]["path"] == "imu/processed_imu/vidA.npy"
+
+
+# ------------------------------------------------------------------------------------------------------ --verify
+
+def test_verify_decodes_media_and_skips_the_unusable_by_reason(tmp_path, capsys):
+    """A 0-byte .mp4 and a text file named .jpg are kept without --verify (only existence is checked) and skipped,
+    counted by reason, with it (issue 20)."""
+    from PIL import Image
+
+    from onellm.data.synth.render import VIDEO_FPS, ball_frames, write_mp4
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_mp4(videos / "1.mp4", ball_frames(np.random.default_rng(0), "red", "horizontally"), VIDEO_FPS)
+    touch(videos / "2.mp4", b"")
+    touch(videos / "3.mp4", b"\x00\x00\x00\x18ftypmp42 not really a video")
+    csv_path = touch(tmp_path / "results.csv", "videoid,contentUrl,duration,page_dir,name\n"
+                     "1,u,PT10S,,A ball\n2,u,PT10S,,Empty\n3,u,PT10S,,Garbage\n")
+    out = tmp_path / "webvid.jsonl"
+    assert run(capsys, "webvid", "--csv", csv_path, "--videos", videos, "--out", out) == (3, {})
+    kept, skipped = run(capsys, "webvid", "--csv", csv_path, "--videos", videos, "--out", out, "--verify",
+                        "--verify-config", "tiny")
+    assert kept == 1 and skipped == {"unusable video: empty file (0 bytes)": 1, "unusable video: cannot decode video": 1}
+    assert [r.id for r in read_manifest(out)] == ["webvid-1"]
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(images / "a.jpg")
+    touch(images / "b.jpg", "this is text, not a JPEG")
+    csv_path = touch(tmp_path / "pairs.csv", "caption\turl\nA black box\timgs/a.jpg\nText\timgs/b.jpg\n")
+    out = tmp_path / "pairs.jsonl"
+    assert run(capsys, "image_text", "--csv", csv_path, "--out", out)[0] == 2
+    kept, skipped = run(capsys, "image_text", "--csv", csv_path, "--out", out, "--verify", "--verify-workers", 2)
+    assert (kept, skipped) == (1, {"unusable image: cannot decode image": 1})

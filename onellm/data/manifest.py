@@ -250,8 +250,8 @@ class ManifestIndex(Sequence[Record]):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: manifest not found")
         base = path.parent.resolve()
-        cols = {"offsets": array("q"), "sizes": array("i"), "lines": array("q"), "keys": array("i"),
-                "types": array("i"), "chars": array("q"), "inputs": array("i")}
+        cols = {"offsets": array("q"), "sizes": array("i"), "lines": array("i"), "keys": array("i"),
+                "types": array("i"), "chars": array("i"), "inputs": array("i")}
         hashes, has_req = array("q"), array("b")
         key_codes: dict[str, int] = {}
         type_codes: dict[str, int] = {}
@@ -283,13 +283,16 @@ class ManifestIndex(Sequence[Record]):
             cols["types"].append(type_codes.setdefault(rec.type or rec.modality_key, len(type_codes)))
             cols["chars"].append(text_chars(rec))
             cols["inputs"].append(len(rec.inputs))
-        arrays = {k: np.frombuffer(v, dtype=np.dtype(v.typecode)) if len(v) else np.zeros(0, np.dtype(v.typecode))
-                  for k, v in cols.items()}
-        del cols
+        arrays = {}
+        for k in list(cols):  # exact-size copies, one column at a time (array.array over-allocates)
+            v = cols.pop(k)
+            arrays[k] = np.array(v, dtype=np.dtype(v.typecode)) if len(v) else np.zeros(0, np.dtype(v.typecode))
+            del v
         index = cls(path, arrays, list(key_codes), list(type_codes))
         index._check_duplicates(np.frombuffer(hashes, np.int64) if len(hashes) else np.zeros(0, np.int64),
-                                np.frombuffer(has_req, np.int8).astype(bool) if len(has_req) else np.zeros(0, bool),
+                                np.frombuffer(has_req, np.int8) if len(has_req) else np.zeros(0, np.int8),
                                 problems, require)
+        del hashes, has_req
         if problems:
             raise ManifestError(path, sorted(problems.items()))
         return index
@@ -300,12 +303,12 @@ class ManifestIndex(Sequence[Record]):
         good line are "missing", every line after it is a duplicate."""
         if len(hashes) < 2:
             return
-        order = np.argsort(hashes, kind="stable")  # stable: line order within equal hashes
-        sorted_h = hashes[order]
-        dup = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
-        if not len(dup):
+        sorted_h = np.sort(hashes)
+        repeated = np.unique(sorted_h[1:][sorted_h[1:] == sorted_h[:-1]])
+        del sorted_h
+        if not len(repeated):
             return
-        rows = np.unique(np.concatenate([order[dup], order[dup + 1]]))
+        rows = np.flatnonzero(np.isin(hashes, repeated))
         by_id: dict[str, list[int]] = {}
         for row in rows.tolist():  # few lines: parse them again for their real ids
             by_id.setdefault(self._parse(int(row)).id, []).append(int(row))

@@ -120,7 +120,7 @@ class ShardedGroup:
     def pass_indices(self, seed: int, epoch: int, k: int, positions: np.ndarray) -> np.ndarray:
         """Global indices at ``positions`` (0 <= p < len) of pass ``k`` of ``epoch``."""
         n = len(self)
-        stream = -1 if self.stream is None else self.stream
+        stream = 0 if self.stream is None else self.stream
         key = (seed, epoch, stream, k)
         order, ends, sizes = self._pass(key)
         stream_pos = np.empty_like(positions)
