@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "runs/eval/<model folder>-<path hash>); predictions are resumed from "
                                     "OUTPUT/<benchmark>/predictions.jsonl")
     p.add_argument("--limit", type=int, help="only the first K requests of each benchmark (quick checks)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="requests generated together (default 8)")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers loading inputs")
     p.add_argument("--template", choices=["chat", "none"], default=None,
                    help="default: the benchmark's (chat); none: alignment-only models, caption requests only, "

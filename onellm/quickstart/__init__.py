@@ -186,7 +186,7 @@ def format_table(rows: dict[str, dict[str, float | None]], title: str) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (report.md, models, data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the training (default 0)")
     p.add_argument("--reduced", action="store_true", help="fewer samples and steps (the integration test's size)")
     p.add_argument("--num-workers", type=int, default=None,
                    help="data-loading workers per stage (default: 0 on <= 2 CPUs, where workers take the cores "

@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-
 from ...io import atomic_write_text
 from ...modalities import get as modality_definition
 from ...modalities import parse_modalities
@@ -39,7 +37,7 @@ MANIFESTS = ("alignment", "instruction", "requests")
 
 
 def _records(modality: str, sid: str, inp: dict, attrs: dict[str, str],
-             rng: np.random.Generator) -> dict[str, list[dict]]:
+             rng: "np.random.Generator") -> dict[str, list[dict]]:
     """The manifest records of one sample (text choices drawn from ``rng``)."""
     m = modality
     cap = caption(m, attrs, int(rng.integers(1 << 16)))
