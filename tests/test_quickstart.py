@@ -1,6 +1,8 @@
 """`onellm quickstart`: a reduced run learns image and audio for real; a fixed seed reproduces the table."""
 import json
 
+import torch
+
 from onellm.config import OneLLMConfig
 from onellm.quickstart import REDUCED, Scale, run_quickstart
 from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
@@ -43,3 +45,19 @@ def test_scene_photos_teach_the_stand_in_clip_3d_shapes():
     assert acc_scenes >= 0.6 and acc_scenes >= acc_flat + 0.25, (acc_flat, acc_scenes)
     # the 2-D shape images are learned as well as without the photos (0.53 vs 0.52 at this short length)
     assert clip_zero_shot_accuracy(scenes, config, n=96) >= clip_zero_shot_accuracy(flat, config, n=96) - 0.1
+
+
+def test_only_pretrain_makes_the_quickstarts_starting_model(tmp_path):
+    """`onellm quickstart --only pretrain --out DIR` writes the model directory the full quickstart starts its stages
+    from, bit for bit (the step-by-step progression in the README starts there)."""
+    from safetensors.torch import load_file
+
+    from onellm.quickstart import pretrain_stand_ins
+
+    micro = Scale(train_per_modality=4, test_per_modality=2, lm_steps=5, clip_steps=5, clip_scene_photos=1,
+                  stage_steps={"stage1": 2}, stages=("stage1",), modalities=("image",))
+    run_quickstart(tmp_path / "full", seed=3, scale=micro, log=lambda *_: None, num_workers=0)
+    alone = pretrain_stand_ins(tmp_path / "init", tmp_path / "work", seed=3, scale=micro, log=lambda *_: None)
+    a, b = load_file(str(tmp_path / "full" / "init" / "model.safetensors")), load_file(str(alone / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (alone / "processor_config.json").is_file()  # a model directory any stage recipe can start from

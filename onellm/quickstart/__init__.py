@@ -60,41 +60,91 @@ def default_workers() -> int:
     return 0 if (os.cpu_count() or 1) <= 2 else 2
 
 
+class _Timer:
+    """``with timer("name"):`` logs the step and records its seconds in ``timings``."""
+
+    def __init__(self, timings: dict[str, float], log: Callable[[str], None]):
+        self.timings, self.log = timings, log
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Step:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                timer.log(f"== {name}")
+
+            def __exit__(self, *exc):
+                timer.timings[name] = round(time.perf_counter() - self.t, 1)
+                timer.log(f"   {name}: {timer.timings[name]:.1f} s")
+        return _Step()
+
+
+def pretrain_stand_ins(model_dir: str | Path, work: str | Path, seed: int = 0, scale: "Scale | None" = None,
+                       log: Callable[[str], None] = print, timings: dict[str, float] | None = None,
+                       results: dict[str, Any] | None = None) -> Path:
+    """The quickstart's stand-ins for the pretrained parts, assembled into a starting model directory (what
+    ``onellm init`` makes from Llama-2 and CLIP ViT-L/14 for the real recipe): a tokenizer and a tiny LLaMA trained
+    on the world's text, a tiny open_clip CLIP trained contrastively on its rendered images, then ``init``.
+    Intermediate files go to ``work``; ``model_dir`` is the model directory written (``onellm quickstart --only
+    pretrain``). It reads no world files, so it gives the same weights as inside a full quickstart."""
+    import torch
+
+    from ..config import OneLLMConfig
+    from ..data.text import load_tokenizer, train_sentencepiece
+    from ..init_model import build_initial_model
+    from ..processing import OneLLMProcessor
+    from .pretrain import (clip_zero_shot_accuracy, pretrain_clip, pretrain_language_model, save_clip_visual,
+                           tokenizer_corpus)
+
+    scale = scale or FULL
+    work, model_dir = Path(work), Path(model_dir)
+    timings = {} if timings is None else timings
+    results = {} if results is None else results
+    timed = _Timer(timings, log)
+    torch.manual_seed(seed)
+    config = OneLLMConfig.preset("quickstart", **{"inputs.fmri.voxels": scale.fmri_voxels})
+    with timed("pretrain language model"):
+        tokenizer = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, work / "tokenizer",
+                                                       vocab_size=config.llm.vocab_size))
+        config.llm.vocab_size = len(tokenizer)
+        lm, lm_losses = pretrain_language_model(config, tokenizer, scale.lm_steps, seed=seed, log=log,
+                                                 modalities=scale.modalities)
+        lm.save_pretrained(work / "llm")
+        results["lm_loss"] = [lm_losses[0], lm_losses[-1]]
+    with timed("pretrain CLIP"):
+        clip, clip_losses = pretrain_clip(config, scale.clip_steps, seed=seed, log=log,
+                                          scene_photos=scale.clip_scene_photos)
+        save_clip_visual(clip, work / "clip_visual.safetensors")
+        results["clip_zero_shot_acc"] = clip_zero_shot_accuracy(clip, config)
+        log(f"   CLIP zero-shot accuracy on held-out 2-D shape images: {results['clip_zero_shot_acc']:.2f}")
+        if scale.clip_scene_photos:
+            results["clip_zero_shot_acc_scenes"] = clip_zero_shot_accuracy(clip, config, scenes=True)
+            log(f"   ... on held-out 3-D scene photos: {results['clip_zero_shot_acc_scenes']:.2f}")
+    with timed("init"):
+        model = build_initial_model(config, clip=work / "clip_visual.safetensors", llm=work / "llm", seed=seed)
+        model.save_pretrained(model_dir, processor=OneLLMProcessor.for_config(model.config, tokenizer))
+    results["curves_pretrain"] = {"language model": lm_losses, "CLIP": clip_losses}
+    return model_dir
+
+
 def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Callable[[str], None] = print,
                    num_workers: int | None = None) -> dict[str, Any]:
     """Run everything into ``out``; returns the results (also written to ``out/results.json``).
 
     ``num_workers`` (default :func:`default_workers`) does not change the results, only the speed."""
-    import torch
-
     from ..config import OneLLMConfig
     from ..data.synth import generate_world
-    from ..data.text import load_tokenizer, train_sentencepiece
     from ..evaluation.engine import run_benchmarks
-    from ..init_model import build_initial_model
-    from ..processing import OneLLMProcessor
     from ..training import load_recipe, train
-    from .pretrain import (clip_zero_shot_accuracy, pretrain_clip, pretrain_language_model, save_clip_visual,
-                           tokenizer_corpus)
     from .report import write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     num_workers = default_workers() if num_workers is None else num_workers
-    torch.manual_seed(seed)
     timings: dict[str, float] = {}
     results: dict[str, Any] = {"seed": seed, "stages": {}, "timings": timings}
-
-    def timed(name: str):
-        class _T:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                log(f"== {name}")
-
-            def __exit__(self, *exc):
-                timings[name] = round(time.perf_counter() - self.t, 1)
-                log(f"   {name}: {timings[name]:.1f} s")
-        return _T()
+    timed = _Timer(timings, log)
 
     config = OneLLMConfig.preset("quickstart", **{"inputs.fmri.voxels": scale.fmri_voxels})
     with timed("synthetic world"):
@@ -104,30 +154,9 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
                                                                                    seed + 1000)):
             generate_world(world, n, split_seed, split, modalities=scale.modalities, config=config)
 
-    with timed("pretrain language model"):
-        tokenizer = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, out / "pretrained" / "tokenizer",
-                                                       vocab_size=config.llm.vocab_size))
-        config.llm.vocab_size = len(tokenizer)
-        lm, lm_losses = pretrain_language_model(config, tokenizer, scale.lm_steps, seed=seed, log=log,
-                                                 modalities=scale.modalities)
-        lm.save_pretrained(out / "pretrained" / "llm")
-        results["lm_loss"] = [lm_losses[0], lm_losses[-1]]
-    with timed("pretrain CLIP"):
-        clip, clip_losses = pretrain_clip(config, scale.clip_steps, seed=seed, log=log,
-                                          scene_photos=scale.clip_scene_photos)
-        save_clip_visual(clip, out / "pretrained" / "clip_visual.safetensors")
-        results["clip_zero_shot_acc"] = clip_zero_shot_accuracy(clip, config)
-        log(f"   CLIP zero-shot accuracy on held-out 2-D shape images: {results['clip_zero_shot_acc']:.2f}")
-        if scale.clip_scene_photos:
-            results["clip_zero_shot_acc_scenes"] = clip_zero_shot_accuracy(clip, config, scenes=True)
-            log(f"   ... on held-out 3-D scene photos: {results['clip_zero_shot_acc_scenes']:.2f}")
-    with timed("init"):
-        model = build_initial_model(config, clip=out / "pretrained" / "clip_visual.safetensors",
-                                    llm=out / "pretrained" / "llm", seed=seed)
-        model.save_pretrained(out / "init", processor=OneLLMProcessor.for_config(model.config, tokenizer))
-
+    pretrain_stand_ins(out / "init", out / "pretrained", seed, scale, log, timings, results)
     previous = out / "init"
-    curves: dict[str, list[float]] = {"language model": lm_losses, "CLIP": clip_losses}
+    curves: dict[str, list[float]] = results.pop("curves_pretrain")
     for name, recipe_file, eval_modalities, chat in STAGES:
         if name not in scale.stages:
             continue
@@ -185,7 +214,11 @@ def format_table(rows: dict[str, dict[str, float | None]], title: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/quickstart", help="output folder (report.md, models, data)")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (report.md, models, data); with "
+                                                            "--only pretrain: the model directory to write")
+    p.add_argument("--only", choices=["pretrain"], default=None,
+                   help="pretrain: only the stand-ins for the pretrained parts, assembled into a starting model "
+                        "directory at --out (the start of the step-by-step progression in the README)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the training (default 0)")
     p.add_argument("--reduced", action="store_true", help="fewer samples and steps (the integration test's size)")
     p.add_argument("--num-workers", type=int, default=None,
@@ -195,7 +228,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    results = run_quickstart(args.out, args.seed, REDUCED if args.reduced else FULL, num_workers=args.num_workers)
+    scale = REDUCED if args.reduced else FULL
+    if args.only == "pretrain":
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="onellm-pretrain-") as work:
+            results: dict[str, Any] = {}
+            out = pretrain_stand_ins(args.out, work, args.seed, scale, results=results)
+        print(f"wrote {out}: language model loss {results['lm_loss'][0]:.2f} -> {results['lm_loss'][1]:.2f}, CLIP "
+              f"zero-shot {results['clip_zero_shot_acc']:.2f}; {time.perf_counter() - start:.0f} s")
+        return 0
+    results = run_quickstart(args.out, args.seed, scale, num_workers=args.num_workers)
     last = list(results["stages"])[-1]
     print(format_table(results["stages"][last], f"held-out accuracy after {last} (seed {args.seed})"))
     print(f"total {time.perf_counter() - start:.0f} s; report: {Path(args.out) / 'report.md'}")
