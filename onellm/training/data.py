@@ -107,6 +107,10 @@ def _shard_dataset(spec: DatasetSpec, recipe: Recipe, processor: OneLLMProcessor
     for problem in shards.problems[:20]:
         log(f"WARNING: {problem}")
     key = spec.modality or shards.descriptor.get("modality")
+    named = shards.descriptor.get("modality")
+    if spec.modality and named and spec.modality != named:
+        raise TrainingDataError(f"{spec.shards}: the entry says modality {spec.modality!r}, its shards.json "
+                                f"{named!r}")
     if not key:
         raise TrainingDataError(f"{spec.shards}: name the entry's 'modality' (image, video, video+audio ...): "
                                 "these shards have no shards.json that says it")

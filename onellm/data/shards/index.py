@@ -203,6 +203,10 @@ def expand(spec: "str | os.PathLike | Sequence[str]", base: Path | None = None) 
                 descriptor = descriptor or desc
                 out += [Path(s["path"]) for s in desc["shards"]]
             elif path.is_dir():
+                sets = sorted(p.parent.name for p in path.glob(f"*/{DESCRIPTOR}"))
+                if sets:
+                    raise ShardError(f"{path}: holds shard sets of several modality keys ({', '.join(sets)}); name "
+                                     f"one folder per dataset entry, e.g. {path / sets[0]}")
                 found = sorted(p for p in path.rglob("*.tar"))
                 if not found:
                     raise ShardError(f"{path}: no .tar shards in this folder")
