@@ -5,6 +5,9 @@
   key) carry repeat factors; global batches of ``micro_batch * world_size`` are cut per group and then shuffled
   together (``interleave="shuffle"``) or interleaved round-robin truncated to the smallest group, as the original
   ``ConcatDataset.get_indices`` does (``interleave="round_robin"``).
+  A group may be a :class:`ShardedGroup` (an entry's samples in tar shards): its order is computed lazily from
+  shard sizes (seeded shard permutation + a seeded shuffle of runs of ``window`` samples), so a billion samples
+  never become an index array and a resume position is reached without reading anything.
 * :class:`LengthGroupedBatchSampler` (instruction tuning): indices grouped by data type, sorted by length, cut into
   optimizer-step batches of ``micro_batch * world_size * accumulation`` (a whole step uses one type and similar
   lengths: little padding), steps shuffled per epoch, as the original ``FinetuneDistSampler``.
