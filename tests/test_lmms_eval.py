@@ -281,24 +281,25 @@ def answers(lm, docs, gen_kwargs, visual=image_visual, context=None):
 def test_generate_until_equals_model_chat_and_batching_does_not_matter(lm, model_dir, image_docs):
     from onellm import OneLLMForConditionalGeneration, OneLLMProcessor
 
+    docs = image_docs[:4]
     greedy = {"max_new_tokens": 8, "temperature": 0, "do_sample": False}
-    got = answers(lm, image_docs, greedy)
+    got = answers(lm, docs, greedy)
     model = OneLLMForConditionalGeneration.from_pretrained(model_dir, device="cpu", dtype=torch.float32)
     processor = OneLLMProcessor.from_pretrained(model_dir)
-    for (text, counts), doc in zip(got, image_docs):
+    for (text, counts), doc in zip(got, docs):
         assert text == model.chat(processor, doc["question"], image=doc["path"], max_new_tokens=8, temperature=0)
         assert counts.output_tokens <= 8 and counts.input_tokens > 0
     before = lm.batch_size_per_gpu
     try:
         for size in (1, 4):
             lm.batch_size_per_gpu = size
-            assert [t for t, _ in answers(lm, image_docs, greedy)] == [t for t, _ in got]
+            assert [t for t, _ in answers(lm, docs, greedy)] == [t for t, _ in got]
     finally:
         lm.batch_size_per_gpu = before
 
 
 def test_until_cuts_the_answer_and_stops_generation(lm, image_docs):
-    full = answers(lm, image_docs, {"max_new_tokens": 12, "temperature": 0})
+    full = answers(lm, image_docs[:4], {"max_new_tokens": 12, "temperature": 0})
     i, (text, counts) = next((i, a) for i, a in enumerate(full) if len(a[0].strip()) >= 8)
     stop = text.strip()[4:6]  # occurs after the answer's start: cutting there leaves the start
     got = answers(lm, [image_docs[i]], {"max_new_tokens": 12, "temperature": 0, "until": [stop]})[0]
@@ -421,9 +422,8 @@ def test_loglikelihood_is_the_continuations_nll(lm, image_docs):
     # greedy is True for the token greedy decoding picks
     from onellm.generation import GenerationConfig, generate
 
-    batch = lm.processor.collate([lm.processor.prompt_sample(doc["question"],
-                                                             [("image", lm.processor.load_input("image", doc["path"]))])],
-                                 padding_side="left", with_labels=False)
+    sample = lm.processor.prompt_sample(doc["question"], [("image", lm.processor.load_input("image", doc["path"]))])
+    batch = lm.processor.collate([sample], padding_side="left", with_labels=False)
     token = generate(lm.model, lm.processor, batch, GenerationConfig(max_new_tokens=1, temperature=0)).token_ids[0]
     text = lm.processor.decode(token)
     if lm.processor.text.encode(text.strip()) == token:  # the token re-encodes to itself (a word-initial piece)
@@ -451,6 +451,39 @@ def test_generate_until_multi_round(lm, image_docs):
     assert rounds == [single, second]
     assert [c[0] for c in calls] == [1, 2] and calls[1][2] == {"round": 1} and calls[0][1] == [single]
     assert unwrap_generation_output(rounds)[0] == rounds
+
+
+def test_vllm_engine_gets_the_packed_prompts_and_tensors(lm, image_docs, monkeypatch):
+    """engine=vllm's wiring, with a stand-in for OneLLMEngine (vLLM is not in this environment): the requests are
+    ``sample_request`` of the same packed samples as the HF path, the sampling options and until reach it."""
+    from onellm.vllm.engine import EngineOutput
+
+    seen = {}
+
+    class StandIn:
+        def generate(self, requests, gen=None, seed=None, use_tqdm=False):
+            seen.update(requests=list(requests), gen=gen, seed=seed)
+            raw = [" first. second###rest"] * len(requests)
+            return EngineOutput([r.split("###")[0].strip() for r in raw], raw, [[5, 6, 7]] * len(requests))
+
+    monkeypatch.setattr(lm, "vllm", StandIn())
+    got = answers(lm, image_docs[:2], {"max_new_tokens": 4, "temperature": 0.5, "until": ["."]})
+    assert [t for t, _ in got] == ["first", "first"] and [c.output_tokens for _, c in got] == [3, 3]
+    assert (seen["gen"].max_new_tokens, seen["gen"].temperature, seen["gen"].stop_strings) == (4, 0.5, ("###", "."))
+    assert len(seen["seed"]) == 2 and len(set(seen["seed"])) == 2  # one sampling seed per request
+    processor = lm.processor
+    expected = {}
+    for d in image_docs[:2]:
+        sample = processor.pack(processor.prompt_ids(d["question"]), None,
+                                [("image", processor.load_input("image", d["path"]))])
+        expected[tuple(sample.input_ids)] = sample.inputs[0][1]
+    assert len(seen["requests"]) == 2
+    for req in seen["requests"]:
+        (image,) = req["multi_modal_data"]["image"]
+        assert torch.equal(image, expected[tuple(req["prompt_token_ids"])])
+    monkeypatch.setattr(lm, "model", None)
+    with pytest.raises(NotImplementedError, match="engine=hf"):
+        lm.loglikelihood([instance("loglikelihood", ("q", " a", image_visual, 0, "t", "test"))])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ library's own path, so an answer here is ``onellm infer --temperature 0``'s answ
   return losses); the lowest NLL is lm-eval's ``acc`` choice, ``acc_norm`` divides it by the choice's length.
 * **generate_until_multi_round**: rounds as lmms-eval's models run them (the task's ``doc_to_text`` gives each
   next round's visuals and context), one request at a time.
-* ``engine=vllm``: the same prompts and preprocessed inputs through :class:`onellm.vllm.engine.OneLLMEngine` (the
-  vLLM environment, docs/vllm.md); generation only (loglikelihood needs ``engine=hf``).
+* ``engine=vllm``: the same packed prompts and preprocessed input tensors through
+  :class:`onellm.vllm.engine.OneLLMEngine` (``sample_request``, as ``onellm infer --engine vllm``; the vLLM
+  environment, docs/vllm.md); generation only (loglikelihood needs ``engine=hf``).
 
 Model arguments (``--model_args key=value,...``): ``pretrained`` (the model directory, required), ``device``
 (auto | cpu | cuda | cuda:N; auto = this rank's GPU, else CPU), ``dtype`` (auto | fp32 | bf16 | fp16), ``batch_size``
@@ -38,7 +39,7 @@ Model arguments (``--model_args key=value,...``): ``pretrained`` (the model dire
 (hf | vllm), ``skip_bad_inputs`` (default true: a request whose input file cannot be loaded, or whose prompt is
 longer than the model's ``max_seq_len``, is answered "" with a warning, as ``onellm infer`` writes an error line
 and goes on; false raises), ``max_new_tokens`` (the default when a task gives none), ``kv_cache_gib`` /
-``max_num_seqs`` (vLLM only).
+``max_num_seqs`` / ``tensor_parallel_size`` (vLLM only), ``seed`` (vLLM's per-request sampling seeds).
 """
 from __future__ import annotations
 
@@ -314,7 +315,8 @@ class OneLLMLmms(lmms):
     def __init__(self, pretrained: str, device: str | None = "auto", dtype: str = "auto", batch_size: int | str = 1,
                  template: str = "chat", engine: str = "hf", skip_bad_inputs: Any = True,
                  max_new_tokens: int | str = DEFAULT_MAX_NEW_TOKENS, kv_cache_gib: float | str | None = None,
-                 max_num_seqs: int | str = 64, seed: int | str = 0, **kwargs: Any) -> None:
+                 max_num_seqs: int | str = 64, tensor_parallel_size: int | str = 1, seed: int | str = 0,
+                 **kwargs: Any) -> None:
         super().__init__()
         from loguru import logger
 
@@ -370,7 +372,8 @@ class OneLLMLmms(lmms):
             self.model = OneLLMForConditionalGeneration.from_pretrained(self.pretrained, device=dev,
                                                                         dtype=self._dtype)
         else:
-            self.vllm = self._make_vllm_engine(str(dtype), kv_cache_gib, int(max_num_seqs))
+            self.vllm = self._make_vllm_engine(str(dtype), kv_cache_gib, int(max_num_seqs),
+                                               int(tensor_parallel_size))
         self.config = self.processor.config
 
     # lmms-eval reads these
@@ -392,23 +395,18 @@ class OneLLMLmms(lmms):
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args}
         return cls(**args, **extra)
 
-    def _make_vllm_engine(self, dtype: str, kv_cache_gib, max_num_seqs: int):
-        try:
-            from ..vllm.engine import OneLLMEngine
-        except ImportError as exc:
-            raise ImportError(f"onellm: engine=vllm needs onellm.vllm and vLLM ({exc}); see docs/vllm.md") from exc
+    def _make_vllm_engine(self, dtype: str, kv_cache_gib, max_num_seqs: int, tensor_parallel_size: int):
         try:
             import vllm  # noqa: F401
         except ImportError as exc:
             raise ImportError("onellm: engine=vllm needs vLLM, which lives in its own environment (.venv-vllm, "
                               "docs/vllm.md); install lmms-eval there too (docs/lmms_eval.md)") from exc
-        if self.template != "chat":
-            raise ValueError("onellm: engine=vllm builds chat-template prompts only; use engine=hf for template=none")
-        vllm_dtype = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16",
-                      "bfloat16": "bfloat16", "fp16": "float16", "float16": "float16"}.get(dtype, dtype)
-        return OneLLMEngine(self.pretrained, dtype=vllm_dtype,
+        from ..vllm.engine import OneLLMEngine, resolve_dtype
+
+        kwargs = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size != 1 else {}
+        return OneLLMEngine(self.pretrained, dtype=resolve_dtype(dtype),
                             kv_cache_gib=None if kv_cache_gib is None else float(kv_cache_gib),
-                            max_num_seqs=max_num_seqs, seed=self.seed)
+                            max_num_seqs=max_num_seqs, seed=self.seed, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------
     def _warn_once(self, key: str, message: str) -> None:
@@ -460,21 +458,21 @@ class OneLLMLmms(lmms):
     # Generation
     def _generate(self, prepared: Sequence[_Prepared], gen) -> list[tuple[str, int, int]]:
         """(generated text, prompt tokens, new tokens) per prepared request, one engine call."""
-        if self.vllm is not None:
-            reqs = [self.vllm.request(self._question_of(p), p.inputs) for p in prepared]
-            out = self.vllm.generate(reqs, gen, seed=self.seed)
+        samples = [self.processor.pack(p.prompt_ids, None, p.inputs) for p in prepared]
+        if self.vllm is not None:  # the same packed prompts and input tensors, as `onellm infer --engine vllm`
+            from ..vllm.engine import request_seed, sample_request
+
+            reqs = [sample_request(s) for s in samples]
+            seeds = [request_seed(self.seed, p.extra.get("request_id", str(p.index))) for p in prepared]
+            out = self.vllm.generate(reqs, gen, seed=seeds)
             return [(t, len(r["prompt_token_ids"]), len(i)) for t, r, i in zip(out.raw_texts, reqs, out.token_ids)]
         from ..data.collate import move_batch
         from ..generation import generate
 
-        samples = [self.processor.pack(p.prompt_ids, None, p.inputs) for p in prepared]
         batch = move_batch(self.processor.collate(samples, padding_side="left", with_labels=False), self.device,
                            self._forward_dtype())
         out = generate(self.model, self.processor, batch, gen)
         return [(t, len(s), len(i)) for t, s, i in zip(out.raw_texts, samples, out.token_ids)]
-
-    def _question_of(self, prepared: _Prepared) -> str:
-        return prepared.extra["question"]
 
     def generate_until(self, requests: list[Instance]) -> list:
         from lmms_eval.api.instance import GenerationResult, TokenCounts
@@ -491,10 +489,9 @@ class OneLLMLmms(lmms):
                                                       "supported and ignored")
             key = (str(task), json.dumps(gen_kwargs or {}, sort_keys=True, default=str))
             parsed[key] = gen_req
-            question = context[0] if isinstance(context, list) else context
             item = _Prepared(i, self._prompt_ids(context),
-                             extra={"question": str(question or ""), "doc_to_visual": doc_to_visual,
-                                    "doc_id": doc_id, "task": task, "split": split})
+                             extra={"doc_to_visual": doc_to_visual, "doc_id": doc_id, "task": task, "split": split,
+                                    "request_id": f"{task}-{split}-{doc_id}-{i}"})
             groups.setdefault(key, []).append(item)
 
         bar = tqdm(total=len(requests), disable=self.rank != 0, desc="onellm responding")
@@ -550,8 +547,8 @@ class OneLLMLmms(lmms):
                     if terminal:
                         break
                 what = f"{task} doc {doc_id} round {round_idx}"
-                question = context[0] if isinstance(context, list) else context
-                p = _Prepared(0, self._prompt_ids(context), extra={"question": str(question or "")})
+                p = _Prepared(0, self._prompt_ids(context),
+                              extra={"request_id": f"{task}-{split}-{doc_id}-r{round_idx}"})
                 p.inputs, problem = self._load_inputs(visuals, what)
                 problem = problem or self._too_long(p, len(p.inputs or []))
                 if problem:
