@@ -34,6 +34,7 @@ setup(
         "tensorboard>=2.14",
         "matplotlib>=3.7",
         "pydantic>=2.6",
+        "webdataset>=1.0.2",  # training from tar shards (onellm.data.shards): the format, writing, streaming
     ],
     extras_require={
         "dev": ["pytest>=8", "pycocoevalcap>=1.2"],

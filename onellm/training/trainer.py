@@ -243,6 +243,7 @@ def train(recipe: Recipe, log=print) -> TrainResult:
     state["losses"] = state["losses"][: state["step"]]
     earlier_seconds = float(state["seconds"])  # the processes before this one, up to the checkpoint
     logger = MetricLogger(out_dir, recipe, acc.is_main_process, total_steps, resume_step=state["step"])
+    log = logger.wrap_log(log)  # messages print above the progress bar, not through it
     unwrapped: OneLLM = acc.unwrap_model(model)
     device = acc.device
     cast = next(p for p in unwrapped.upm.parameters()).dtype
