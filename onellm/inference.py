@@ -324,8 +324,11 @@ class _VllmBackend:
         batches = [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
         # the workers may load the whole next chunk while the engine answers this one
         prefetch = max(2, -(-self.chunk_size // (self.batch_size * max(1, num_workers))))
+        # workers are spawned, not forked: a fork of a process running vLLM in-process (OpenMP threads bound to
+        # cores, CUDA) crashes in the child
         return {"batch_sampler": batches, "collate_fn": _collate_samples,
-                "prefetch_factor": prefetch if num_workers else None}
+                "prefetch_factor": prefetch if num_workers else None,
+                "multiprocessing_context": "spawn" if num_workers else None}
 
     def add(self, batch: dict[str, Any]) -> bool:
         self.pending += batch["samples"]

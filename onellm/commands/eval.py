@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (this rank's GPU, else CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (reset before each benchmark)")
+    p.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                   help="hf: the HF model's generate; vllm: vLLM 0.32 in its own environment (docs/vllm.md), "
+                        "same predictions files")
     p.add_argument("--benchmarks-dir", default=None, help="folder of benchmark definitions (default: eval/benchmarks "
                                                           "of the source tree, or $ONELLM_BENCHMARKS)")
     p.add_argument("--list", action="store_true", help="list the available benchmarks and exit")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                               device=args.device, dtype=args.dtype, limit=args.limit, batch_size=args.batch_size,
                               num_workers=args.num_workers, template=args.template,
                               max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                              seed=args.seed, split=args.split)
+                              seed=args.seed, split=args.split, engine=args.engine)
     except (EvalError, CheckpointError, ValueError) as exc:
         print(f"onellm eval: error: {exc}", file=sys.stderr)
         return 2

@@ -117,6 +117,8 @@ class EvalSettings:
     seed: int = 0
     progress: bool = True
     split: str | None = None  # None: each benchmark's default (or all.yaml's option)
+    engine: str = "hf"  # run_inference's engine: hf (the loaded model) or vllm (onellm.vllm, docs/vllm.md)
+    engine_options: dict[str, Any] | None = None  # the vllm engine's (onellm.inference.run_inference)
 
 
 def generation_for(bench: Benchmark, s: EvalSettings) -> GenerationConfig:
@@ -222,9 +224,10 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
     and only when some request is unanswered). Returns the result rows (rank 0; other ranks get [])."""
     import torch
 
-    from ..inference import init_distributed, load_for_inference, read_done_ids, run_inference
+    from ..inference import check_engine, init_distributed, load_for_inference, read_done_ids, run_inference
 
-    rank, _ = init_distributed()
+    check_engine(settings.engine)  # without vLLM, --engine vllm is a one-line error before anything is read
+    rank, _ = init_distributed("gloo" if settings.engine == "vllm" else None)
     if isinstance(model, (str, Path)):
         if not Path(model).is_dir():
             raise EvalError(f"model directory not found: {model}")
@@ -252,6 +255,8 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
         reason = None if records else f"no caption requests with --template {template}"
         plans.append((bench, root, records, template, split, reason))
     loaded = None if isinstance(model, (str, Path)) else model
+    engine_options = {"seed": settings.seed, **dict(settings.engine_options or {})}
+    longest = max([generation_for(b, settings).max_new_tokens for b, _, r, _, _, why in plans if not why] or [0])
     rows = []
     for bench, root, records, template, split, reason in plans:
         if reason:
@@ -265,13 +270,14 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
         ids = {r.id for r in records}
         if ids - read_done_ids(preds_path):
             if loaded is None:
-                loaded = load_for_inference(model, device, dtype)
+                loaded = _load(model, settings, engine_options, device, dtype, longest, load_for_inference)
             torch.manual_seed(settings.seed)  # per benchmark: results do not depend on which ran before
             if rank == 0:
                 print(f"== {bench.name}: {len(records)} requests -> {preds_path}", flush=True)
             run_inference(loaded, records, preds_path, batch_size=settings.batch_size, gen=gen,
                           num_workers=settings.num_workers, template=template, progress=settings.progress,
-                          extra_fields=lambda r: {"gt": r.answer} if r.answer is not None else {})
+                          extra_fields=lambda r: {"gt": r.answer} if r.answer is not None else {},
+                          engine=settings.engine, engine_options=engine_options)
         if rank != 0:
             continue
         answers, errors = read_predictions(preds_path, ids)
@@ -297,6 +303,19 @@ def evaluate(model: Any, selection: Sequence[tuple[str, dict]], benchmarks: dict
     atomic_write_json(out / "results.json", table)
     atomic_write_text(out / "results.md", format_table(table))
     return rows
+
+
+def _load(model: str | Path, settings: EvalSettings, engine_options: dict[str, Any], device: str, dtype: str,
+          longest: int, load_for_inference):
+    """The model (hf) or the engine (vllm, built once for every benchmark of the run, with room for the longest
+    answer any of them asks for)."""
+    if settings.engine != "vllm":
+        return load_for_inference(model, device, dtype)
+    from ..inference import vllm_engine
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise EvalError(f"--device {device}: the vLLM engine uses its platform's devices (CUDA_VISIBLE_DEVICES)")
+    return vllm_engine(model, None, dtype=dtype, max_new_tokens=longest, **engine_options)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

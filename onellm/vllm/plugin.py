@@ -75,6 +75,12 @@ def register() -> None:
         register_config_parser(CONFIG_FORMAT)(make_config_parser())
     AutoConfig.register(OneLLMVllmConfig.model_type, OneLLMVllmConfig, exist_ok=True)
     _patch_input_validation()
+    import os
+
+    from .serve import DEFAULT_STOP_ENV, patch_default_stop
+
+    if os.environ.get(DEFAULT_STOP_ENV):  # `onellm serve`: requests without "stop" stop at "###"
+        patch_default_stop()
     _registered = True
 
 

@@ -6,7 +6,11 @@ A request is ``{"prompt_token_ids": ids, "multi_modal_data": {modality: item or 
   released layout). An item is a preprocessed tensor of the modality's input shape (a tensor with one more leading
   axis is a batch of items), a numpy array, a file path, or a manifest input dict ``{"path": ..., <options>}``;
   paths and dicts are loaded with :func:`onellm.data.loaders.load_modality` (eval preprocessing), here in the
-  front end, so the processor cache and vLLM's item hashing see the loaded tensor.
+  front end, so the processor cache and vLLM's item hashing see the loaded tensor. What vLLM's OpenAI server
+  fetches for ``image_url`` / ``audio_url`` / ``input_audio`` / ``video_url`` parts is accepted too (see
+  :func:`load_media_item`): a PIL image (the image file loader's eval crop + CLIP normalisation), an audio
+  ``(samples, sample_rate)`` pair (the audio loader's fbank path below the file read) and a video
+  ``(frames, metadata)`` pair (the video loader's frame choice and transforms).
 * Placeholders: modality ``i`` has the id ``llm.vocab_size + i`` (out of the vocabulary; vLLM masks such ids before
   the text embedding, ``configure_mm_token_handling``). Each item of a prompt is found, in order, as one of
   1. its already-expanded block: K + 2 consecutive placeholder ids (what the HF-native processor writes),
@@ -60,11 +64,113 @@ def _is_stacked(modality: str) -> bool:
         return modality in ("video", "depth", "normal")
 
 
+def _is_pil(item: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(item, Image.Image)
+
+
+def _is_media_pair(item: Any) -> bool:
+    """vLLM's decoded audio ``(samples, rate)`` / video ``(frames, metadata)``."""
+    return (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (np.ndarray, torch.Tensor))
+            and (isinstance(item[1], (int, float, np.integer, np.floating, dict)) or item[1] is None))
+
+
+def audio_features(samples: Any, rate: float, config, source: str = "audio") -> torch.Tensor:
+    """``(C, T)`` or ``(T,)`` samples at ``rate`` Hz -> the audio loader's (1, mel_bins, frames) eval features: the
+    path of :func:`onellm.data.loaders.audio.load_audio` below its file read (resample to 16 kHz, subtract the
+    global mean, kaldi fbank, pad / cut to ``frames``, AudioSet normalisation)."""
+    from onellm.data.loaders import audio as A
+    from onellm.data.errors import InputError
+
+    waveform = torch.as_tensor(np.ascontiguousarray(samples), dtype=torch.float32)
+    if waveform.ndim == 1:
+        waveform = waveform[None]
+    if waveform.ndim != 2:
+        raise InputError(source, f"audio samples must be (T,) or (C, T), got shape {tuple(waveform.shape)}")
+    rate = int(round(float(rate)))
+    if waveform.numel() == 0:
+        raise InputError(source, "audio is empty (no samples)")
+    if not torch.isfinite(waveform).all():
+        raise InputError(source, "audio contains NaN or infinite samples")
+    if rate <= 0:
+        raise InputError(source, f"invalid sample rate {rate}")
+    if rate != A.SAMPLE_RATE:
+        waveform = A.resample(waveform, rate, A.SAMPLE_RATE)
+    if waveform.shape[1] < A.WINDOW_SAMPLES:
+        raise InputError(source, f"audio too short: {waveform.shape[1]} samples at 16 kHz, "
+                                 f"need at least {A.WINDOW_SAMPLES} (one 25 ms frame)")
+    inputs = config.inputs.audio
+    waveform = waveform - waveform.mean()
+    fbank = A.fbank_features(waveform, inputs.mel_bins)
+    pad = inputs.frames - fbank.shape[0]
+    fbank = torch.nn.functional.pad(fbank, (0, 0, 0, pad)) if pad > 0 else fbank[:inputs.frames]
+    spec = fbank.T.unsqueeze(0)
+    return ((spec - A.FBANK_MEAN) / (A.FBANK_STD * 2)).contiguous()
+
+
+def image_features(img: Any, config) -> torch.Tensor:
+    """A PIL image -> the image file loader's eval tensor (RGB, resize + centre crop, CLIP normalisation)."""
+    from onellm.data.loaders.image import eval_crop, to_clip_tensor
+
+    return to_clip_tensor(eval_crop(img.convert("RGB"), config.vision.image_size))
+
+
+def video_features(frames: Any, metadata: dict | None, config) -> torch.Tensor:
+    """Decoded frames (T, H, W, 3) uint8 (+ vLLM's metadata) -> the video loader's (clips * crops, 3, S, S): when
+    the frames are the whole video (``fps`` known, e.g. ``--media-io-kwargs '{"video": {"num_frames": -1}}'``) the
+    loader's clip frames are taken from them, else the frames given are the clips."""
+    from onellm.data.loaders.image import clip_normalize
+    from onellm.data.loaders.video import clip_frame_indices, short_side_scale, spatial_crops
+
+    raw = torch.as_tensor(np.ascontiguousarray(frames))
+    if raw.ndim != 4 or raw.shape[-1] != 3:
+        raise ValueError(f"video frames must be (T, H, W, 3), got {tuple(raw.shape)}")
+    inputs = config.inputs.video
+    meta = metadata or {}
+    fps, total = meta.get("fps"), meta.get("total_num_frames")
+    if fps and total and int(total) == raw.shape[0]:
+        raw = raw[clip_frame_indices(int(total), float(fps), inputs.clips)]
+    x = raw.permute(0, 3, 1, 2).float() / 255.0
+    x = clip_normalize(short_side_scale(x, config.vision.image_size))
+    return spatial_crops(x, config.vision.image_size, inputs.crops).contiguous()
+
+
+def _unwrap(item: Any) -> Any:
+    """vLLM's ``MediaWithBytes`` (a decoded image / video with its encoded bytes) -> the decoded media."""
+    if hasattr(item, "media") and hasattr(item, "original_bytes"):
+        return item.media
+    return item
+
+
+def load_media_item(modality: str, item: Any, config) -> torch.Tensor | None:
+    """What vLLM's OpenAI server decodes (PIL image, ``(samples, rate)``, ``(frames, metadata)``) -> the tensor the
+    file loaders make of the same content; None for anything else."""
+    item = _unwrap(item)
+    if _is_pil(item):
+        if modality != "image":
+            raise ValueError(f"an image was given for the {modality} input")
+        return image_features(item, config)
+    if _is_media_pair(item):
+        data, extra = item
+        if modality == "audio":
+            return audio_features(data, extra, config)
+        if modality == "video":
+            return video_features(data, extra if isinstance(extra, dict) else None, config)
+        raise ValueError(f"a (data, {type(extra).__name__}) pair is not a {modality} input")
+    return None
+
+
 def load_item(modality: str, item: Any, config) -> torch.Tensor:
     """One input of ``modality`` -> its float32 tensor of the modality's input shape (checked)."""
     from onellm.model.tokenizers import input_shape
 
-    if isinstance(item, (str, Path, dict)):
+    media = load_media_item(modality, item, config)
+    if media is not None:
+        x = media
+    elif isinstance(item, (str, Path, dict)):
         from onellm.data.loaders import load_modality
 
         x = load_modality(modality, item if isinstance(item, dict) else Path(item), train=False, config=config)
@@ -90,6 +196,8 @@ def split_items(modality: str, data: Any, config) -> list[Any]:
     from onellm.model.tokenizers import input_shape
 
     rank = len(input_shape(config, modality))
+    if _is_media_pair(_unwrap(data)) or _is_pil(_unwrap(data)):
+        return [data]
     if isinstance(data, (torch.Tensor, np.ndarray)):
         if data.ndim == rank + 1:
             return list(data)

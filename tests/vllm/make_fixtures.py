@@ -8,6 +8,9 @@ writes DIR/fixtures.json plus
   DIR/requests.jsonl  the world's requests plus multi-input ones (video + audio, image + audio, point + imu)
   DIR/hf_answers.jsonl  the HF path's answers (``onellm infer --temperature 0 --dtype fp32``)
   DIR/reference.safetensors  per modality: one loaded input and its ``encode_modality`` block
+  DIR/corrupt.jsonl, DIR/hf_corrupt.jsonl  a few good requests plus corrupt / missing / empty input files, and the
+                HF engine's lines for them (answers and ``error`` lines)
+  DIR/eval-hf/  ``onellm eval --benchmark synth --limit 2 --temperature 0`` on the world (the HF engine)
 fixtures.json records, per request, its question, inputs, text prompt ids and the HF path's greedy token ids
 (``onellm.generation.generate`` on the dataset and collator ``onellm infer`` uses; its decoded answers must equal
 ``onellm infer``'s, or the script fails).
@@ -107,6 +110,43 @@ def _hf_greedy(model, processor, dataset, batch_size: int, max_new_tokens: int) 
     return ids
 
 
+def _corrupt_files(folder: Path) -> list[dict]:
+    """Inputs no loader can read: bytes that are no image, a WAV header without samples, a video that is text, a
+    file that does not exist."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (folder / "empty.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+    (folder / "corrupt.mp4").write_text("not a video")
+    return [{"id": "corrupt-image", "inputs": [{"modality": "image", "path": str(folder / "corrupt.png")}]},
+            {"id": "corrupt-audio", "inputs": [{"modality": "audio", "path": str(folder / "empty.wav")}],
+             "prompt": "What is this?"},
+            {"id": "corrupt-video+audio", "inputs": [{"modality": "video", "path": str(folder / "corrupt.mp4")},
+                                                     {"modality": "audio", "path": str(folder / "empty.wav")}]},
+            {"id": "missing-image", "inputs": [{"modality": "image", "path": str(folder / "nowhere.png")}]}]
+
+
+def _corrupt_and_eval(cli, out: Path, world: Path, model_dir: Path, manifest: Path, args) -> dict:
+    """The HF engine on a manifest with corrupt inputs between good ones, and ``onellm eval`` on the world."""
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    bad = _corrupt_files(out / "corrupt")
+    mixed = rows[:3] + bad[:2] + rows[3:6] + bad[2:] + rows[-1:]  # the text-only request last
+    corrupt = out / "corrupt.jsonl"
+    corrupt.write_text("".join(json.dumps(r) + "\n" for r in mixed))
+    hf_corrupt = out / "hf_corrupt.jsonl"
+    hf_corrupt.unlink(missing_ok=True)
+    common = ["--temperature", "0", "--max-new-tokens", str(args.max_new_tokens), "--num-workers", "0",
+              "--device", "cpu", "--dtype", "fp32"]
+    if cli(["infer", "--model", str(model_dir), "--input", str(corrupt), "--output", str(hf_corrupt),
+            "--batch-size", str(args.batch_size), *common]) != 0:
+        raise SystemExit("onellm infer on the corrupt manifest failed")
+    eval_out = out / "eval-hf"
+    if cli(["eval", "--model", str(model_dir), "--benchmark", "synth", "--data", str(world), "--output",
+            str(eval_out), "--limit", "2", *common]) != 0:
+        raise SystemExit("onellm eval failed")
+    return {"corrupt_manifest": str(corrupt), "hf_corrupt": str(hf_corrupt), "eval_hf": str(eval_out),
+            "corrupt_ids": [r["id"] for r in bad]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path)
@@ -204,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             if decoded != e["hf_answer"]:  # the loop above is the CLI's path: same answers
                 raise SystemExit(f"{e['id']}: onellm infer answered {e['hf_answer']!r}, the generate loop "
                                  f"{decoded!r}")
-    fixtures = {"model_dir": str(model_dir), "world": str(world), "manifest": str(manifest),
+    extra = {}
+    if not args.no_reference_ids:
+        extra = _corrupt_and_eval(cli, out, world, model_dir, manifest, args)
+    fixtures = {**extra, "model_dir": str(model_dir), "world": str(world), "manifest": str(manifest),
                 "reference": str(out / "reference.safetensors"), "preset": args.preset,
                 "max_new_tokens": args.max_new_tokens, "requests": entries,
                 "seconds": round(time.perf_counter() - t0, 1)}
