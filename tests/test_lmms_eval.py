@@ -41,7 +41,7 @@ UNTIL = {"image": ["\n\n"], "video": ["\n\n"], "audio": ["."]}  # "\n\n": lmms-e
 ENTRY_POINT = "onellm = onellm.evaluation.lmms_eval_model:lmms_eval_manifest"
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")  # module scope: before the module's other fixtures
 def _lmms_eval_installed():
     if not LMMS_EVAL:
         pytest.fail(f"lmms-eval is not installed: {INSTALL}", pytrace=False)
