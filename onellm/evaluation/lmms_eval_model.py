@@ -303,7 +303,6 @@ class _Prepared:
     index: int  # position in the request list
     prompt_ids: list[int]
     inputs: list[tuple[str, Any]] | None = None  # loaded per batch
-    error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
