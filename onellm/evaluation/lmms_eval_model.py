@@ -195,7 +195,7 @@ def audio_from_array(array: Any, sampling_rate: int, config) -> "torch.Tensor":
     import torch
 
     from ..data.errors import InputError
-    from ..data.loaders import audio as audio_loader
+    from ..data.loaders.audio import waveform_features
 
     data = np.asarray(array, dtype=np.float32)
     if data.ndim == 1:
@@ -206,25 +206,9 @@ def audio_from_array(array: Any, sampling_rate: int, config) -> "torch.Tensor":
     else:
         raise InputError(None, f"audio array must be 1-D or 2-D, got shape {tuple(data.shape)}")
     waveform = torch.from_numpy(np.ascontiguousarray(data))  # (C, T)
-    rate = int(sampling_rate)
-    if waveform.numel() == 0:
-        raise InputError(None, "audio is empty (no samples)")
-    if not torch.isfinite(waveform).all():
-        raise InputError(None, "audio contains NaN or infinite samples")
-    if rate <= 0:
-        raise InputError(None, f"invalid sample rate {rate}")
-    if rate != audio_loader.SAMPLE_RATE:
-        waveform = audio_loader.resample(waveform, rate, audio_loader.SAMPLE_RATE)
-    if waveform.shape[1] < audio_loader.WINDOW_SAMPLES:
-        raise InputError(None, f"audio too short: {waveform.shape[1]} samples at 16 kHz, need at least "
-                               f"{audio_loader.WINDOW_SAMPLES} (one 25 ms frame)")
     inputs = config.inputs.audio
-    waveform = waveform - waveform.mean()
-    fbank = audio_loader.fbank_features(waveform, inputs.mel_bins)  # (n_frames, mel_bins)
-    pad = inputs.frames - fbank.shape[0]
-    fbank = torch.nn.functional.pad(fbank, (0, 0, 0, pad)) if pad > 0 else fbank[:inputs.frames]
-    spec = fbank.T.unsqueeze(0)  # (1, mel_bins, frames)
-    return ((spec - audio_loader.FBANK_MEAN) / (audio_loader.FBANK_STD * 2)).contiguous().float()
+    return waveform_features(waveform, int(sampling_rate), train=False, mel_bins=inputs.mel_bins,
+                             frames=inputs.frames).float()
 
 
 def image_from_pil(image, config) -> "torch.Tensor":

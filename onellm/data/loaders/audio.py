@@ -74,20 +74,22 @@ def fbank_features(waveform: torch.Tensor, mel_bins: int) -> torch.Tensor:
     return kaldi_fbank(waveform, mel_bins, sample_frequency=SAMPLE_RATE, frame_shift=10.0)
 
 
-def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> torch.Tensor:
-    """Load an audio file -> (1, mel_bins, frames) float32 normalised fbank."""
-    waveform, rate = read_waveform(path)  # (C, T)
+def waveform_features(waveform: torch.Tensor, rate: int, *, train: bool, mel_bins: int, frames: int,
+                      source: str | Path | None = None) -> torch.Tensor:
+    """A decoded (C, T) waveform at ``rate`` -> (1, mel_bins, frames) float32 normalised fbank (every step of
+    :func:`load_audio` after the file is read; ``source`` names the input in errors). Arrays that never were files
+    (an lmms-eval audio dict, a gradio recording) use it directly."""
     if waveform.numel() == 0:
-        raise InputError(path, "audio is empty (no samples)")
+        raise InputError(source, "audio is empty (no samples)")
     if not torch.isfinite(waveform).all():
-        raise InputError(path, "audio contains NaN or infinite samples")
+        raise InputError(source, "audio contains NaN or infinite samples")
     if rate <= 0:
-        raise InputError(path, f"invalid sample rate {rate}")
+        raise InputError(source, f"invalid sample rate {rate}")
     if rate != SAMPLE_RATE:
         waveform = resample(waveform, rate, SAMPLE_RATE)
     if waveform.shape[1] < WINDOW_SAMPLES:
-        raise InputError(path, f"audio too short: {waveform.shape[1]} samples at 16 kHz, "
-                               f"need at least {WINDOW_SAMPLES} (one 25 ms frame)")
+        raise InputError(source, f"audio too short: {waveform.shape[1]} samples at 16 kHz, "
+                                 f"need at least {WINDOW_SAMPLES} (one 25 ms frame)")
     waveform = waveform - waveform.mean()  # global mean over all channels, as the original
     fbank = fbank_features(waveform, mel_bins)  # (n_frames, mel_bins)
     pad = frames - fbank.shape[0]
@@ -98,3 +100,9 @@ def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> 
         spec = frequency_mask(spec, freq_width)  # = torchaudio FrequencyMasking(freq_width), same RNG draws
         spec = time_mask(spec, time_width)  # = torchaudio TimeMasking(time_width)
     return ((spec - FBANK_MEAN) / (FBANK_STD * 2)).contiguous()
+
+
+def load_audio(path: str | Path, *, train: bool, mel_bins: int, frames: int) -> torch.Tensor:
+    """Load an audio file -> (1, mel_bins, frames) float32 normalised fbank."""
+    waveform, rate = read_waveform(path)  # (C, T)
+    return waveform_features(waveform, rate, train=train, mel_bins=mel_bins, frames=frames, source=path)
