@@ -35,7 +35,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=None, metavar="N",
                    help="vllm: requests per engine call; their lines are written (fsynced) before the next call, "
                         "so a kill loses at most one chunk (default: 4 x --max-num-seqs)")
-    p.add_argument("--kv-cache-gib", type=float, default=None, metavar="GIB",
+    p.add_argument("--kv-cache-gib", type=int, default=None, metavar="GIB",
                    help="vllm on a CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; default 2); a GPU sizes it "
                         "by vLLM's memory utilisation")
 

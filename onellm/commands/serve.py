@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                    "fp32, bf16 or fp16")
     p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N", help="GPUs the model is sharded over")
     p.add_argument("--max-num-seqs", type=int, default=64, metavar="N", help="requests decoded at the same time")
-    p.add_argument("--kv-cache-gib", type=float, default=None, metavar="GIB",
+    p.add_argument("--kv-cache-gib", type=int, default=None, metavar="GIB",
                    help="on a CPU: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE; default 2)")
     p.add_argument("--served-model-name", default=None, help="the API's model name (default: the folder's name)")
     p.add_argument("--max-new-tokens", type=int, default=128,

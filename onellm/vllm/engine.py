@@ -150,8 +150,8 @@ class OneLLMEngine:
         self.max_num_seqs = int(max_num_seqs)
         self.config = read_config(self.model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)
-        if kv_cache_gib is not None:
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        if kv_cache_gib is not None:  # vLLM reads a whole number of GiB
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(float(kv_cache_gib)))))
         else:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(DEFAULT_KV_CACHE_GIB))
         llm_kwargs.setdefault("max_model_len", min(self.config.max_seq_len + 256,

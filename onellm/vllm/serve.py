@@ -259,7 +259,7 @@ def serve(model_dir: str | Path, *, kv_cache_gib: float | None = None, extra: Se
     ensure_entry_point_for_subprocesses()
     check_head_size(config)
     if kv_cache_gib is not None:
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, int(round(float(kv_cache_gib)))))
     else:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(DEFAULT_KV_CACHE_GIB))
     folder = serving_tokenizer_directory(model_dir, config)

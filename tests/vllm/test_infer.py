@@ -103,9 +103,14 @@ def test_a_request_the_engine_rejects_costs_only_itself(engine, fixtures, tmp_pa
     from onellm.generation import GenerationConfig
     from onellm.inference import run_inference
 
-    records = read_manifest(fixtures["manifest"])[:6]
+    first = {}
+    for r in read_manifest(fixtures["manifest"]):  # one request per modality key: six different prompts
+        first.setdefault(r.modality_key, r)
+    records = list(first.values())[:6]
     by_id = {e["id"]: e for e in fixtures["requests"]}
-    poisoned = by_id[records[2].id]["hf_input_ids"]
+    prompts = [by_id[r.id]["hf_input_ids"] for r in records]
+    k = next(i for i, p in enumerate(prompts) if prompts.count(p) == 1)  # a prompt no other request has
+    poisoned = prompts[k]
     original = type(engine).generate
 
     def generate(self, requests, gen=None, seed=None, use_tqdm=False):
@@ -119,8 +124,8 @@ def test_a_request_the_engine_rejects_costs_only_itself(engine, fixtures, tmp_pa
                             gen=GenerationConfig(temperature=0, max_new_tokens=fixtures["max_new_tokens"]))
     rows = {r["id"]: r for r in read_lines(out)}
     assert summary.done == 5 and summary.failed == 1
-    assert rows[records[2].id] == {"id": records[2].id, "error": "rejected for the test"}
-    assert all(rows[r.id]["answer"] == by_id[r.id]["hf_answer"] for i, r in enumerate(records) if i != 2)
+    assert rows[records[k].id] == {"id": records[k].id, "error": "rejected for the test"}
+    assert all(rows[r.id]["answer"] == by_id[r.id]["hf_answer"] for i, r in enumerate(records) if i != k)
 
 
 def test_eval_vllm_equals_hf_predictions(engine, fixtures, recorded, tmp_path):
