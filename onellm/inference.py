@@ -125,14 +125,24 @@ VLLM_INSTALL_HINT = ("install vLLM 0.32.0 in a virtual environment of its own (C
                      ".venv-vllm; GPU: pip install vllm==0.32.0, see docs/vllm.md) and run onellm from there")
 
 
+def vllm_available() -> bool:
+    """Whether ``import vllm`` finds the real package (not a folder called ``vllm`` that is no package, such as
+    ``tests/vllm`` when ``tests`` is on ``sys.path``); imports nothing."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and bool(spec.origin) and spec.origin != "namespace"
+
+
 def check_engine(engine: str) -> None:
     """Unknown engine names, and ``vllm`` where vLLM cannot be imported, are one-line usage errors."""
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
     if engine == "vllm":
-        import importlib.util
-
-        if importlib.util.find_spec("vllm") is None:
+        if not vllm_available():
             raise UsageError(f"--engine vllm: vLLM is not installed in this environment ({sys.executable}); "
                              f"{VLLM_INSTALL_HINT}")
         from .vllm import VLLM_VERSION
