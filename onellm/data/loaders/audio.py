@@ -19,6 +19,7 @@ import torch
 
 from ..audio_dsp import frequency_mask, kaldi_fbank, resample, time_mask
 from ..errors import InputError
+from .sources import opened
 
 SAMPLE_RATE = 16000
 FBANK_MEAN, FBANK_STD = -4.2677393, 4.5689974  # AudioSet statistics of the AST recipe
@@ -30,14 +31,14 @@ EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", 
 def _read_soundfile(path: str | Path) -> tuple[np.ndarray, int]:
     import soundfile
 
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (T, C)
+    data, rate = soundfile.read(opened(path), dtype="float32", always_2d=True)  # (T, C)
     return data.T, int(rate)  # (C, T)
 
 
 def _read_av(path: str | Path) -> tuple[np.ndarray, int]:
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(opened(path)) as container:
         if not container.streams.audio:
             raise ValueError("no audio stream")
         stream = container.streams.audio[0]

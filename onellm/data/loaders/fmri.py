@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .sources import opened
 
 EXTENSIONS: tuple[str, ...] = (".npy",)
 
@@ -17,7 +18,7 @@ EXTENSIONS: tuple[str, ...] = (".npy",)
 def read_npy(path: str | Path) -> np.ndarray:
     """``np.load`` without pickles; decoder errors and non-numeric arrays become :class:`InputError`."""
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(opened(path), allow_pickle=False)
     except Exception as exc:
         raise InputError(path, f"cannot read .npy file: {exc}") from exc
     if not isinstance(array, np.ndarray):  # an .npz archive saved under a .npy name

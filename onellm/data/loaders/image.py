@@ -22,6 +22,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..errors import InputError
+from .sources import opened
 
 # OpenAI CLIP pixel statistics (spec §3.1).
 CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -45,7 +46,7 @@ def clip_normalize(x: torch.Tensor) -> torch.Tensor:
 def open_rgb(path: str | Path) -> Image.Image:
     """Decode an image file fully and convert it to RGB; decoder failures become :class:`InputError`."""
     try:
-        with Image.open(path) as img:
+        with Image.open(opened(path)) as img:
             return img.convert("RGB")  # convert() forces the full decode inside the try
     except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, DecompressionBombError, ...
         raise InputError(path, f"cannot decode image: {exc}") from exc

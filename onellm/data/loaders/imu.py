@@ -25,6 +25,7 @@ import torch
 from ..audio_dsp import resample
 from ..errors import InputError
 from .fmri import read_npy
+from .sources import as_source, exists
 
 EXTENSIONS: tuple[str, ...] = (".npy",)
 MAX_EDGE_GAP_S = 4.0  # imu2clip: a window edge may lie at most 4 s from its nearest sample
@@ -89,8 +90,9 @@ def _window_by_rate(path: Path, signal: np.ndarray, start: float | None, end: fl
 def load_imu(path: str | Path, *, length: int, target_rate: int, channels: int,
              timestamps: str | Path | None = None, start: float | None = None, end: float | None = None,
              rate: int | None = None) -> torch.Tensor:
-    """Load an IMU recording window -> (channels, length) float32 at ``target_rate`` Hz."""
-    path = Path(path)
+    """Load an IMU recording window (the signal and its timestamps: paths or named file objects) -> (channels,
+    length) float32 at ``target_rate`` Hz."""
+    path = as_source(path)
     if start is None and end is not None:
         raise InputError(path, "an IMU window needs 'start' when 'end' is given")
     if start is not None:
@@ -102,9 +104,9 @@ def load_imu(path: str | Path, *, length: int, target_rate: int, channels: int,
     if timestamps is not None:
         if rate is not None:
             raise InputError(path, "give either 'timestamps' or 'rate': with timestamps the rate is measured")
-        ts_path = Path(timestamps)
-        if not ts_path.is_file():
-            raise InputError(ts_path, f"IMU timestamps of {path.name} not found")
+        ts_path = as_source(timestamps)
+        if not exists(ts_path):
+            raise InputError(ts_path, f"IMU timestamps of {path} not found")
         window, measured = _window_by_timestamps(path, ts_path, signal, start, end)
     else:
         measured = target_rate if rate is None else int(rate)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from .sources import as_source, exists, opened, suffix
 from .image import EXTENSIONS as IMAGE_EXTENSIONS
 from .image import apply_crop, eval_crop, open_rgb, random_crop_params, to_clip_tensor
 
@@ -27,7 +28,7 @@ _HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 def _open_map(path: str | Path) -> Image.Image:
     """Open a depth/normal map as RGB; high bit-depth greyscale is rescaled by its own max first."""
     try:
-        with Image.open(path) as img:
+        with Image.open(opened(path)) as img:
             if img.mode not in _HIGH_DEPTH_MODES:
                 return img.convert("RGB")
             values = np.asarray(img, dtype=np.float64).clip(min=0.0)  # (H, W)
@@ -44,11 +45,11 @@ def load_paired(path: str | Path, *, rgb: str | Path | None, train: bool, size: 
     """Load a depth/normal map and its RGB image -> (2, 3, size, size) float32 = [RGB, map]."""
     if rgb is None or str(rgb) == "":
         raise InputError(path, "the paired RGB image is required for a depth/normal map (option 'rgb')")
-    rgb = Path(rgb)
-    if rgb.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise InputError(rgb, f"unsupported RGB image extension {rgb.suffix!r}; supported: "
+    rgb = as_source(rgb)
+    if suffix(rgb) not in IMAGE_EXTENSIONS:
+        raise InputError(rgb, f"unsupported RGB image extension {suffix(rgb)!r}; supported: "
                               f"{', '.join(IMAGE_EXTENSIONS)}")
-    if not rgb.is_file():
+    if not exists(rgb):
         raise InputError(rgb, f"paired RGB image of {path} not found")
     image = open_rgb(rgb)
     x_image = _open_map(path)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .sources import as_source, opened, suffix
 from .fmri import read_npy
 
 MISSING_COLOR = 0.0  # colour of points whose source has none
@@ -41,11 +42,11 @@ def pc_norm(pc: torch.Tensor) -> torch.Tensor:
     return torch.cat([xyz, pc[:, 3:]], dim=1)
 
 
-def _read_array(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        return read_npy(path)
+def _read_array(path) -> np.ndarray:
+    if suffix(path) == ".npy":
+        return read_npy(opened(path))
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(opened(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise InputError(path, f"cannot read tensor file: {exc}") from exc
     if not isinstance(data, torch.Tensor):
@@ -56,7 +57,7 @@ def _read_array(path: Path) -> np.ndarray:
     return data
 
 
-def _with_color(path: Path, cloud: np.ndarray) -> np.ndarray:
+def _with_color(path, cloud: np.ndarray) -> np.ndarray:
     """(N, 3|6) -> (N, 6) float32 with rgb in [0, 1]."""
     if cloud.ndim != 2 or cloud.shape[1] not in (3, 6) or cloud.shape[0] == 0:
         raise InputError(path, f"expected a point array of shape (N, 6) or (N, 3), got {tuple(cloud.shape)}")
@@ -90,12 +91,12 @@ def _vertex_cloud(geom) -> np.ndarray:
     return np.concatenate([vertices, np.full_like(vertices, MISSING_COLOR)], axis=1)
 
 
-def _sample_mesh(path: Path, num_points: int, seed: int) -> np.ndarray:
+def _sample_mesh(path, num_points: int, seed: int) -> np.ndarray:
     """Load a mesh / point-cloud file with trimesh -> (M, 6) float32 (M = num_points for meshes)."""
     import trimesh
 
-    try:
-        geom = trimesh.load(path)
+    try:  # trimesh reads a file object given its type (the extension)
+        geom = trimesh.load(opened(path), file_type=suffix(path).lstrip("."))
         if isinstance(geom, trimesh.Scene):
             if not geom.geometry:
                 raise ValueError("scene holds no geometry")
@@ -139,10 +140,10 @@ def resample_points(cloud: torch.Tensor, num_points: int, train: bool) -> torch.
     return cloud[idx]
 
 
-def load_point(path: str | Path, *, train: bool, num_points: int) -> torch.Tensor:
-    """Load a point cloud or mesh -> (num_points, 6) float32."""
-    path = Path(path)
-    if path.suffix.lower() in MESH_EXTENSIONS:
+def load_point(path, *, train: bool, num_points: int) -> torch.Tensor:
+    """Load a point cloud or mesh (a path or a named file object) -> (num_points, 6) float32."""
+    path = as_source(path)
+    if suffix(path) in MESH_EXTENSIONS:
         seed = int(torch.randint(2**31 - 1, ()).item()) if train else EVAL_SEED
         cloud = _sample_mesh(path, num_points, seed)
     else:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .sources import opened
 from .image import clip_normalize
 
 VideoBackend = Literal["auto", "decord", "av"]
@@ -46,7 +47,7 @@ def _decode_decord(path: str | Path, clips: int) -> np.ndarray:
     """Decode the clip frames with decord -> (clips, H, W, 3) uint8."""
     import decord
 
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
+    reader = decord.VideoReader(opened(path), ctx=decord.cpu(0))
     n_frames, fps = len(reader), float(reader.get_avg_fps())
     _check_meta(path, n_frames, fps)
     return reader.get_batch(clip_frame_indices(n_frames, fps, clips)).asnumpy()
@@ -56,7 +57,7 @@ def _count_frames_av(path: str | Path) -> int:
     """Count video packets when the container does not store a frame count (no decoding)."""
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(opened(path, fresh=True)) as container:  # while the decoding container is still open
         return sum(1 for packet in container.demux(video=0) if packet.size > 0)
 
 
@@ -64,7 +65,7 @@ def _decode_av(path: str | Path, clips: int) -> np.ndarray:
     """Decode the clip frames with PyAV -> (clips, H, W, 3) uint8; decodes up to the last needed frame."""
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(opened(path)) as container:
         if not container.streams.video:
             raise InputError(path, "video has no frames (no video stream)")
         stream = container.streams.video[0]
