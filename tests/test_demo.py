@@ -492,7 +492,7 @@ def test_stop_and_reset_handlers(endless, inputs, tmp_path):
     values = _values(demo, image=(path, {}))
     turn = demo.respond(FakeRequest("s2"), "Describe this image.", [], 0.0, 0.75, 400, "chat", *values)
     outs = [next(turn), next(turn), next(turn)]  # the question, then streaming
-    assert demo.stop(FakeRequest("other")) == ""  # another session's stop does nothing
+    assert not isinstance(demo.stop(FakeRequest("other")), str)  # another session's stop changes nothing
     assert demo.stop(FakeRequest("s2")).startswith("Stopped")
     outs += list(turn)
     messages, _, status = outs[-1]

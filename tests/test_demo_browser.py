@@ -195,9 +195,10 @@ def test_stop_keeps_the_partial_answer_and_the_session(browser, endless_server, 
         assert "Generating" in page.status_text("status")
         page.page.click("#stop")
         assert "Stopped" in page.wait_status("status", "Stopped")
+        page.page.wait_for_timeout(1000)  # the token in flight when Stop was pressed may still arrive
         partial = page.answers()
         assert len(partial) == 1 and partial[0]
-        page.page.wait_for_timeout(1000)
+        page.page.wait_for_timeout(1500)
         assert page.answers() == partial, "nothing streams after Stop"
         assert "Stopped" in page.status_text("status")
         # the session goes on: the next turn answers (its history holds the partial answer)
@@ -207,6 +208,7 @@ def test_stop_keeps_the_partial_answer_and_the_session(browser, endless_server, 
                                     timeout=page.timeout_ms)
         page.page.click("#stop")
         page.wait_status("status", "Stopped")
+        page.page.wait_for_timeout(1000)
         assert page.answers()[0] == partial[0]
         page.page.click("#reset")
         page.page.wait_for_function("() => document.querySelectorAll('#chatbot [data-testid=bot]').length == 0",

@@ -48,6 +48,13 @@ def _check_gradio() -> None:
                          "(or run .ci/demo-deps.sh)") from None
 
 
+def model_label(model_dir: str) -> str:
+    """How the page names the model: its folder, with the parent when the folder is just "model"
+    (``runs/qs/stage2/model`` -> ``stage2/model``)."""
+    path = Path(model_dir).resolve()
+    return f"{path.parent.name}/{path.name}" if path.name == "model" else path.name
+
+
 def build(args: argparse.Namespace, examples_dir: str | None):
     """(gradio Blocks, backend) for the parsed arguments: the model loaded, examples written to ``examples_dir``."""
     from ..demo.app import DemoApp
@@ -59,7 +66,7 @@ def build(args: argparse.Namespace, examples_dir: str | None):
                                           batch_window_s=args.batch_window_ms / 1000.0, cache_size=args.cache_size)
     examples = [] if examples_dir is None else synthetic_examples(backend.config, examples_dir)
     defaults = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
-    title = f"OneLLM · {Path(args.model).resolve().name}"
+    title = f"OneLLM · {model_label(args.model)} ({backend.config.name})"
     app = DemoApp(backend, examples, defaults, concurrency=args.concurrency, queue_size=args.queue_size, title=title,
                   template=args.template)
     return app.build(), backend

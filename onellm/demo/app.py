@@ -81,6 +81,7 @@ class DemoApp:
                  concurrency: int = 4, queue_size: int | None = 64, title: str = "OneLLM", template: str = "chat"):
         self.backend, self.examples = backend, list(examples)
         self.template = template
+        self.stream_interval_s = 0.05  # streaming updates sent to the browser at most every 50 ms
         self.defaults = defaults or GenerationConfig()
         self.concurrency, self.queue_size, self.title = concurrency, queue_size, title
         self.widgets: list[ModalityWidget] = []
@@ -193,10 +194,14 @@ class DemoApp:
                          {"role": "assistant", "content": text_part("")}]
             yield messages, "", "Generating…"
             try:
+                shown_at = 0.0
                 for update in turn.stream():
                     messages[-1] = {"role": "assistant", "content": text_part(update.text)}
-                    if not update.done:  # the status stays as it is: a late update never hides "Stopped"
-                        yield messages, gr.update(), gr.update()
+                    if not update.done:
+                        now = time.perf_counter()
+                        if now - shown_at >= self.stream_interval_s:  # the browser redraws at most this often
+                            shown_at = now
+                            yield messages, gr.update(), gr.update()  # the status stays: never hides "Stopped"
                         continue
                     seconds = time.perf_counter() - start
                     used = " + ".join(e.modality for e in encoded) or "text only"
@@ -209,9 +214,9 @@ class DemoApp:
         finally:
             self._drop_stop(session, stop)
 
-    def stop(self, request: gr.Request) -> str:
+    def stop(self, request: gr.Request):
         n = self.stop_session(getattr(request, "session_hash", None) or "anonymous")
-        return "Stopped; the partial answer stays in the conversation." if n else ""
+        return "Stopped; the partial answer stays in the conversation." if n else gr.update()
 
     def reset(self, request: gr.Request):
         self.stop_session(getattr(request, "session_hash", None) or "anonymous")

@@ -140,8 +140,11 @@ def capitalize(text: str) -> str:
 
 
 def _label(modality: str) -> str:
+    """ "Audio clip (.wav, .flac, .ogg, …)": the noun and the first file extensions the loader reads."""
     definition = modality_definition(modality)
-    return f"{capitalize(definition.noun)} ({', '.join(definition.loader.extensions)})"
+    extensions = definition.loader.extensions
+    shown = ", ".join(extensions[:3]) + (", …" if len(extensions) > 3 else "")
+    return f"{capitalize(definition.noun)} ({shown})"
 
 
 def _elem(modality: str, part: str | None = None) -> str:
