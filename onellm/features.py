@@ -42,6 +42,16 @@ class CachedFeatures:
         self.tensor = tensor
 
 
+class CachedBlocks:
+    """Marks a tensor in a sample's inputs as a finished modality block (K + 2, D_llm): encoded once and reused
+    (the web demo across turns); the model scatters it as it is."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor):
+        self.tensor = tensor
+
+
 def feature_key(record_id: str, index: int) -> str:
     return f"{record_id}#{index}"
 

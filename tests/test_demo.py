@@ -104,20 +104,21 @@ def test_every_registered_modality_has_a_widget_kind():
 # Encoded once per upload
 def test_an_upload_is_loaded_and_encoded_once_across_turns(backend, inputs, monkeypatch):
     loads = count_calls(monkeypatch, backend.processor, "load_input")
-    encodes = count_calls(monkeypatch, backend.model, "encode_clip")
+    encodes = count_calls(monkeypatch, backend.model, "encode_modality")
+    upm = count_calls(monkeypatch, backend.model.upm, "forward")
     path, _ = inputs["image"][0]
     first = backend.encode("image", path)
-    assert (len(loads), len(encodes)) == (1, 1)
-    assert first.features.shape == (backend.config.vision.num_patches + 1, backend.config.vision.width)
+    assert (len(loads), len(encodes), len(upm)) == (1, 1, 1)
+    assert first.block.shape == (backend.config.block_length, backend.config.llm.hidden_size)
     history = []
     for question in ("What colour is the shape?", "What shape is shown?", "Describe this image."):
         answer = backend.answer(question, history, [("image", path, {})], GREEDY)
         history.append((question, answer))
-    assert (len(loads), len(encodes)) == (1, 1), "turns must reuse the upload's encoding"
-    # the cached features are what the model computes for the loaded file
+    assert (len(loads), len(encodes), len(upm)) == (1, 1, 1), "turns must reuse the upload's block (CLIP and UPM)"
+    # the cached block is what the model computes for the loaded file
     x = backend.processor.load_input("image", path)
     with torch.no_grad():
-        assert torch.equal(backend.model.encode_clip("image", x[None])[0], first.features)
+        assert torch.equal(backend.model.encode_modality("image", x[None])[0], first.block)
 
 
 def test_a_changed_file_or_option_is_encoded_again(backend, inputs, tmp_path, monkeypatch):
@@ -186,7 +187,7 @@ def test_multi_turn_prompt_is_the_processors_with_history(backend, inputs):
     entry = backend.encode("image", path)
     history = [("What colour is the shape?", "red"), ("And its shape?", "a circle")]
     sample = backend.build_sample("Anything else?", history, [entry])
-    expected = backend.processor.prompt_sample("Anything else?", [("image", entry.features)], history=history)
+    expected = backend.processor.prompt_sample("Anything else?", [("image", entry.block)], history=history)
     assert sample.input_ids == expected.input_ids
     assert backend.answer("Anything else?", history, [entry], GREEDY) == reference_answer(
         backend, "Anything else?", "image", path, history=history)

@@ -264,3 +264,21 @@ def test_attention_implementation_is_chosen_at_load_and_checked():
     if importlib.util.find_spec("flash_attn") is None:  # never required: asking for it without it is a clear error
         with pytest.raises(ImportError, match="FlashAttention2"):
             OneLLM.from_pretrained(LEGACY / "model", attn_implementation="flash_attention_2")
+
+
+def test_finished_blocks_input_equals_raw_inputs(legacy):
+    """``<m>_blocks`` (encoded once, e.g. per upload in the web demo) gives exactly the raw inputs' logits."""
+    from onellm.features import CachedBlocks
+
+    model, processor, ref, _, samples = legacy
+    s = samples[-1]  # video + audio
+    with torch.no_grad():
+        blocks = [(m, CachedBlocks(model.encode_modality(m, x[None])[0])) for m, x in s.inputs]
+        raw = model(**processor.collate([s], with_labels=False)).logits
+        pre = processor.collate([processor.pack(ref[f"ids.{len(samples) - 1}"].tolist(), None, blocks)],
+                                with_labels=False)
+        assert set(pre) == {"input_ids", "attention_mask", "video_blocks", "audio_blocks"}
+        torch.testing.assert_close(model(**pre).logits, raw)
+        mixed = dict(pre, video_values=processor.collate([s], with_labels=False)["video_values"])
+        with pytest.raises(ValueError, match="cannot be mixed"):
+            model(**mixed)

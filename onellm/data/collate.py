@@ -4,7 +4,8 @@
 stacks each modality's inputs in reading order (sample-major, left to right), which is the order of that
 modality's placeholder blocks in ``input_ids``: the model scatters them there without any ordering tensor.
 Cached CLIP features (``onellm.features``) go to ``<m>_clip_features``; when a modality has both raw and cached
-inputs in one batch, ``<m>_cached`` marks which blocks are the cached ones.
+inputs in one batch, ``<m>_cached`` marks which blocks are the cached ones. Finished blocks (``CachedBlocks``) go to
+``<m>_blocks``.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from ..constants import IGNORE_INDEX, modality_input_names
-from ..features import CachedFeatures
+from ..constants import BLOCKS_SUFFIX, IGNORE_INDEX, modality_input_names
+from ..features import CachedBlocks, CachedFeatures
 
 
 def collate_packed(samples: Sequence, padding_side: Literal["right", "left"] = "right", pad_id: int = 0,
@@ -29,6 +30,7 @@ def collate_packed(samples: Sequence, padding_side: Literal["right", "left"] = "
     attention = torch.zeros((B, S), dtype=torch.long)
     raw: dict[str, list[torch.Tensor]] = {}
     cached: dict[str, list[torch.Tensor]] = {}
+    blocks: dict[str, list[torch.Tensor]] = {}
     is_cached: dict[str, list[bool]] = {}
     for i, s in enumerate(samples):
         n = len(s)
@@ -37,11 +39,13 @@ def collate_packed(samples: Sequence, padding_side: Literal["right", "left"] = "
         labels[i, sl] = torch.tensor(s.labels, dtype=torch.long)
         attention[i, sl] = 1
         for modality, x in s.inputs:
-            if isinstance(x, CachedFeatures):
+            if isinstance(x, CachedBlocks):
+                blocks.setdefault(modality, []).append(x.tensor)
+            elif isinstance(x, CachedFeatures):
                 cached.setdefault(modality, []).append(x.tensor)
             else:
                 raw.setdefault(modality, []).append(x)
-            is_cached.setdefault(modality, []).append(isinstance(x, CachedFeatures))
+            is_cached.setdefault(modality, []).append(isinstance(x, (CachedFeatures, CachedBlocks)))
     data: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention}
     order = list(modalities) if modalities is not None else list(is_cached)
     unknown = set(is_cached) - set(order)
@@ -51,6 +55,11 @@ def collate_packed(samples: Sequence, padding_side: Literal["right", "left"] = "
         if modality not in is_cached:
             continue
         values_key, features_key, cached_key = modality_input_names(modality)
+        if modality in blocks:
+            if modality in raw or modality in cached:
+                raise ValueError(f"{modality}: finished blocks and other inputs of it cannot share a batch")
+            data[modality + BLOCKS_SUFFIX] = torch.stack(blocks[modality])  # (N_m, K + 2, D_llm)
+            continue
         if modality in raw:
             data[values_key] = torch.stack(raw[modality])  # (N_m, *input_shape)
         if modality in cached:

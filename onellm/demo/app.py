@@ -149,8 +149,8 @@ class DemoApp:
             entry = self.backend.encode(widget.modality, path, options)
         except Exception as exc:  # the loader's InputError, or anything else: shown, the server stays up
             return [error_markdown(exc), *widget.cleared_previews()]
-        shape = "×".join(str(s) for s in entry.features.shape)
-        return [f"Encoded: {shape} CLIP features, reused every turn.", *widget.preview_updates(entry, self.backend)]
+        shape = "×".join(str(s) for s in entry.block.shape)
+        return [f"Encoded: a {shape} block, reused every turn.", *widget.preview_updates(entry, self.backend)]
 
     def _on_upload_event(self, widget: ModalityWidget):
         """The handler of one widget's change events (gradio wants a bare value for a single output)."""

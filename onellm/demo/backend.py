@@ -4,11 +4,11 @@ The UI (``onellm.demo.app``) calls only :class:`DemoBackend`; nothing else in th
 processor or the generation code, so a change of those interfaces is a change of this file.
 
 * **Encoded once per upload.** :meth:`DemoBackend.encode` loads a file with the modality's loader (through the
-  processor, the original preprocessing) and runs the frozen path (tokenizer + CLIP) once; the CLIP features are
+  processor, the original preprocessing) and encodes it into its block once (tokenizer, CLIP, UPM); the block is
   cached (LRU) under the file's identity (resolved path, mtime, size, and the same for every file option such as a
-  depth map's RGB image). Every turn reuses them: the batch carries them as ``<m>_clip_features`` (the model's
-  cached-features input, ``onellm.features``), so a turn runs only the UPM projection and the LLM. The UI encodes on
-  upload, so errors show at once; a turn encodes whatever is not cached yet.
+  depth map's RGB image). Every turn reuses it: the batch carries it as ``<m>_blocks`` (the model's finished-blocks
+  input), so a turn runs only the LLM. The UI encodes on upload, so errors show at once; a turn encodes whatever is
+  not cached yet.
 * **Prompts** are the processor's inference prompt with the conversation so far (``history``); when prompt plus
   ``max_new_tokens`` would not fit ``config.max_seq_len``, the oldest turns are dropped. ``template="none"`` is
   ``onellm infer --template none`` (the raw question, no history), for alignment-only models.
@@ -55,13 +55,13 @@ def model_modalities(model_or_config: Any) -> list[str]:
 
 @dataclass
 class EncodedInput:
-    """One upload, loaded and encoded: ``features`` (L + 1, D) are the CLIP outputs in the model's dtype and device;
-    ``tensor`` the loaded input (CPU, float32) when small enough to draw a preview from, else None."""
+    """One upload, loaded and encoded: ``block`` (K + 2, D_llm) is its modality block in the model's dtype and
+    device; ``tensor`` the loaded input (CPU, float32) when small enough to draw a preview from, else None."""
 
     modality: str
     path: str
     options: dict[str, Any]
-    features: torch.Tensor
+    block: torch.Tensor
     tensor: torch.Tensor | None
 
 
@@ -242,9 +242,9 @@ class DemoBackend:
             self.counts["load"] += 1
             tensor = self.processor.load_input(name, {"path": str(path), **options})  # InputError on bad input
             self.counts["encode"] += 1
-            with torch.no_grad():
-                features = self.model.encode_clip(name, tensor[None].to(self.device, dtype=self.dtype))[0]
-            entry = EncodedInput(name, str(path), options, features,
+            with torch.no_grad():  # the whole block: tokenizer, CLIP and the UPM run once per upload
+                block = self.model.encode_modality(name, tensor[None].to(self.device, dtype=self.dtype))[0]
+            entry = EncodedInput(name, str(path), options, block,
                                  tensor if tensor.numel() <= PREVIEW_NUMEL else None)
             if key is not None:
                 self._cache[key] = entry
@@ -264,11 +264,11 @@ class DemoBackend:
         ``config.max_seq_len``. ``template="none"``: the raw question without the conversation (``onellm infer
         --template none``: alignment-only models continue it as a caption). Raises ValueError when even the
         question alone is too long."""
-        from ..features import CachedFeatures
+        from ..features import CachedBlocks
 
         if template not in TEMPLATES:
             raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
-        items = [(e.modality, CachedFeatures(e.features)) for e in inputs]
+        items = [(e.modality, CachedBlocks(e.block)) for e in inputs]
         history = list(history) if template == "chat" else []
         limit = self.config.max_seq_len
         while True:

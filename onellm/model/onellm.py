@@ -28,7 +28,7 @@ from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..config import OneLLMConfig
-from ..constants import IGNORE_INDEX, INPUT_SUFFIXES, modality_input_names
+from ..constants import BLOCKS_SUFFIX, IGNORE_INDEX, INPUT_SUFFIXES, all_input_names, modality_input_names
 from ..modalities import get as modality_definition
 from ..modalities import parse_modalities
 from .encoder import build_clip_visual, encode_tokens, patch_embed
@@ -271,9 +271,14 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
 
     def modality_blocks(self, modality: str, inputs: Mapping[str, Any]) -> torch.Tensor | None:
         """The encoded blocks (N, K + 2, D_llm) of one modality, in reading order, from ``inputs``' raw values
-        and/or cached CLIP features; None when the batch has neither."""
+        and/or cached CLIP features, or its finished ``<m>_blocks``; None when the batch has none of them."""
         values_key, features_key, cached_key = modality_input_names(modality)
         values, features = inputs.get(values_key), inputs.get(features_key)
+        blocks = inputs.get(modality + BLOCKS_SUFFIX)
+        if blocks is not None:  # encoded by the caller (e.g. once per upload): used as they are
+            if values is not None or features is not None:
+                raise ValueError(f"{modality}_blocks cannot be mixed with {values_key} / {features_key} in one batch")
+            return blocks
         if values is None and features is None:
             return None
         if features is None:
@@ -306,7 +311,7 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
                                  f"{self.block_length}")
             if blocks is not None:
                 embeds = embeds.masked_scatter(placeholder[..., None], blocks.to(embeds.dtype))
-        unknown = set(inputs) - {k for m in self.config.modalities for k in modality_input_names(m)}
+        unknown = set(inputs) - {k for m in self.config.modalities for k in all_input_names(m)}
         if unknown:
             raise TypeError(f"unexpected model input(s) {sorted(unknown)}; this model's modalities: "
                             f"{', '.join(self.config.modalities)}")
@@ -366,7 +371,7 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
                                       inputs_embeds=None, is_first_iteration: bool = False, **kwargs):
         """HF's preparation, with the modality inputs passed only to the prefill: they are encoded once, and
         later steps read their blocks from the KV cache."""
-        names = {k for m in self.config.modalities for k in modality_input_names(m)}
+        names = {k for m in self.config.modalities for k in all_input_names(m)}
         modality = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
         model_inputs = super().prepare_inputs_for_generation(
             input_ids, past_key_values=past_key_values, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
@@ -378,7 +383,7 @@ class OneLLMForConditionalGeneration(PreTrainedModel, GenerationMixin):
 
     def _validate_model_kwargs(self, model_kwargs: dict[str, Any]) -> None:
         # The modality inputs arrive through **modality_inputs, whose names HF's signature check cannot see.
-        names = {k for m in self.config.modalities for k in modality_input_names(m)}
+        names = {k for m in self.config.modalities for k in all_input_names(m)}
         super()._validate_model_kwargs({k: v for k, v in model_kwargs.items() if k not in names})
 
     @torch.no_grad()
