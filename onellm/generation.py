@@ -203,10 +203,10 @@ def stream_generate(model, processor, inputs: Mapping[str, Any], gen: Generation
             streamer.end()
 
     thread = threading.Thread(target=work, daemon=True)
-    thread.start()
     text = ""
     emitted = 0
     try:
+        thread.start()
         for piece in streamer:
             text += piece
             visible = text.split(SEPARATOR)[0]
@@ -219,12 +219,22 @@ def stream_generate(model, processor, inputs: Mapping[str, Any], gen: Generation
                 break
     finally:
         abandon.set()  # a no-op when generation already ended; otherwise it ends after the current token
-        thread.join()
+        _join_through_interrupts(thread)
     if errors:
         raise errors[0]
     visible = text.split(SEPARATOR)[0].rstrip()
     if len(visible) > emitted:
         yield visible[emitted:]
+
+
+def _join_through_interrupts(thread: threading.Thread) -> None:
+    """Join ``thread`` even if Ctrl-C arrives again meanwhile (the stop is already requested): the caller gets
+    control back only once no decoding runs behind it."""
+    while thread.ident is not None and thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            continue
 
 
 class _EventStop(StoppingCriteria):

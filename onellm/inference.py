@@ -208,6 +208,8 @@ def run_inference(model, records: Sequence[Record], output: str | Path, batch_si
     if engine == "hf":
         processor = processor or processor_of(model)
     else:
+        from .processing import processor_for_directory
+
         processor = processor or processor_for_directory(model if isinstance(model, (str, Path))
                                                          else model.model_dir)
     output = Path(output)
@@ -334,11 +336,13 @@ class _VllmBackend:
         batches = [list(range(i, min(i + self.batch_size, n))) for i in range(0, n, self.batch_size)]
         # the workers may load the whole next chunk while the engine answers this one
         prefetch = max(2, -(-self.chunk_size // (self.batch_size * max(1, num_workers))))
-        # workers are spawned, not forked: a fork of a process running vLLM in-process (OpenMP threads bound to
-        # cores, CUDA) crashes in the child
+        # with vLLM's engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) workers are spawned: a fork of
+        # it (OpenMP threads bound to cores) crashes in the child; spawning costs seconds per worker (imports).
+        # With the engine core in its own process (vLLM's default) this one only renders requests: fork.
+        spawn = bool(num_workers) and getattr(self.engine, "in_process", True)
         return {"batch_sampler": batches, "collate_fn": _collate_samples,
                 "prefetch_factor": prefetch if num_workers else None,
-                "multiprocessing_context": "spawn" if num_workers else None}
+                "multiprocessing_context": "spawn" if spawn else None}
 
     def add(self, batch: dict[str, Any]) -> bool:
         self.pending += batch["samples"]
@@ -498,23 +502,6 @@ def processor_of(model):
                          "model.config, tokenizer)")
     try:
         return OneLLMProcessor.for_config(model.config, load_tokenizer(directory))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{directory}: the model directory has no usable tokenizer files (tokenizer.model or "
-                         f"tokenizer.json: {exc}); copy the tokenizer in or re-create it with `onellm init "
-                         "--tokenizer`") from None
-
-
-def processor_for_directory(model_dir: str | Path):
-    """The processor of a model directory without loading its weights: its config and its tokenizer (what the
-    vLLM engine's main process needs to build and check requests)."""
-    from .checkpoint import read_config
-    from .data.text import load_tokenizer
-    from .processing import OneLLMProcessor
-
-    directory = Path(model_dir)
-    config = read_config(directory)
-    try:
-        return OneLLMProcessor.for_config(config, load_tokenizer(directory))
     except (OSError, ValueError) as exc:
         raise UsageError(f"{directory}: the model directory has no usable tokenizer files (tokenizer.model or "
                          f"tokenizer.json: {exc}); copy the tokenizer in or re-create it with `onellm init "

@@ -309,3 +309,20 @@ class OneLLMProcessor(ProcessorMixin):
         from .constants import modality_input_names
 
         return ["input_ids", "attention_mask"] + [modality_input_names(m)[0] for m in self.config.modalities]
+
+
+def processor_for_directory(model_dir: str | Path) -> OneLLMProcessor:
+    """The processor of a model directory without loading its weights: its config and its tokenizer (what the
+    vLLM engine's main process needs to build and check requests)."""
+    from .checkpoint import read_config
+    from .data.text import load_tokenizer
+    from .errors import UsageError
+
+    directory = Path(model_dir)
+    config = read_config(directory)
+    try:
+        return OneLLMProcessor.for_config(config, load_tokenizer(directory))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{directory}: the model directory has no usable tokenizer files (tokenizer.model or "
+                         f"tokenizer.json: {exc}); copy the tokenizer in or re-create it with `onellm init "
+                         "--tokenizer`") from None

@@ -32,7 +32,8 @@ def endless_model_dir(text_tokenizer, tmp_path_factory):
 
 
 class Terminal:
-    """A child process on a pty; ``expect`` reads until a text appears (or fails after ``timeout`` seconds)."""
+    """A child process on a pty; ``expect`` reads until a text appears after what earlier calls matched (or fails
+    after ``timeout`` seconds), so a prompt printed before does not count as the next one."""
 
     def __init__(self, *args: str):
         self.master, slave = pty.openpty()
@@ -46,10 +47,11 @@ class Terminal:
                                      stderr=slave, cwd=ROOT, env=env, preexec_fn=controlling_terminal)
         os.close(slave)
         self.out = ""
+        self.matched = 0  # self.out up to here was consumed by earlier expect calls
 
     def expect(self, text: str, timeout: float = 240.0) -> str:
         deadline = time.time() + timeout
-        while text not in self.out:
+        while text not in self.out[self.matched:]:
             left = deadline - time.time()
             assert left > 0, f"{text!r} did not appear; output so far:\n{self.out}"
             ready, _, _ = select.select([self.master], [], [], min(left, 1.0))
@@ -57,7 +59,8 @@ class Terminal:
                 try:
                     self.out += os.read(self.master, 4096).decode(errors="replace")
                 except OSError:  # the child closed the terminal
-                    assert text in self.out, f"{text!r} never appeared; output:\n{self.out}"
+                    assert text in self.out[self.matched:], f"{text!r} never appeared; output:\n{self.out}"
+        self.matched = self.out.index(text, self.matched) + len(text)
         return self.out
 
     def send(self, text: str) -> None:
@@ -134,3 +137,23 @@ def test_interrupt_signal_mid_answer_does_not_abort_the_process(endless_model_di
     term.expect("> ", timeout=120)
     term.send("/quit\n")
     assert term.close() == 0
+
+
+def test_ctrl_c_twice_in_a_row_still_keeps_the_session(endless_model_dir):
+    """A second Ctrl-C while the first one is still stopping the answer (a person pressing twice) ends the turn,
+    not the program."""
+    term = Terminal("chat", "--model", str(endless_model_dir), "--max-new-tokens", "400", "--temperature", "0")
+    term.expect("> ")
+    term.send("Tell me everything.\n")
+    start = len(term.out)
+    deadline = time.time() + 120
+    while len(term.out) < start + 40 and time.time() < deadline:  # the answer streams
+        ready, _, _ = select.select([term.master], [], [], 0.2)
+        if ready:
+            term.out += os.read(term.master, 4096).decode(errors="replace")
+    term.send("\x03\x03")
+    term.expect("[stopped]")
+    term.expect("> ", timeout=120)
+    term.send("/quit\n")
+    assert term.close() == 0
+    assert "interrupted" not in term.out and "Traceback" not in term.out

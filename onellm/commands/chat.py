@@ -146,4 +146,7 @@ def run(args: argparse.Namespace) -> int:
             if not session.command(line):
                 return 0
             continue
-        session.answer(line)
+        try:
+            session.answer(line)
+        except KeyboardInterrupt:  # Ctrl-C before the answer streamed, or again while it stopped: the turn ends
+            session.say(" [stopped]")

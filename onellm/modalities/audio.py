@@ -59,7 +59,7 @@ AUDIO = ModalityDefinition(
     name="audio",
     encoder_input=OwnTokenizer(build=build_tokenizer, num_tokens=num_tokens),
     input_shape=lambda config: (1, config.inputs.audio.mel_bins, config.inputs.audio.frames),
-    loader=LoaderSpec(load, AUDIO_FILES),
+    loader=LoaderSpec(load, AUDIO_FILES, decoded="waveform"),
     caption_prompt="Provide a one-sentence caption for the provided audio.",
     noun="audio clip",
     input_config=AudioInputs,

@@ -70,6 +70,9 @@ class LoaderSpec:
         required: options that must be given.
         path_options: options holding file paths (resolved against the manifest's folder like ``path``).
         number_options: options that must be numbers.
+        decoded: the in-memory form this modality takes from engines that decode media themselves (vLLM's OpenAI
+            server): ``"pil"`` (a PIL image), ``"waveform"`` (``(samples, rate)``) or ``"frames"``
+            (``((T, H, W, 3) uint8, metadata)``); None where only files and tensors are taken.
     """
 
     load: Callable[..., "torch.Tensor"]
@@ -79,6 +82,7 @@ class LoaderSpec:
     path_options: tuple[str, ...] = ()
     number_options: tuple[str, ...] = ()
     option_help: Mapping[str, str] = field(default_factory=dict)  # one line per option (CLI flags, docs)
+    decoded: str | None = None
 
 
 @dataclass(frozen=True)

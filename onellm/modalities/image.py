@@ -34,7 +34,7 @@ IMAGE = ModalityDefinition(
     name="image",
     encoder_input=ClipPatches(),
     input_shape=lambda config: (3, config.vision.image_size, config.vision.image_size),
-    loader=LoaderSpec(load, IMAGE_FILES),
+    loader=LoaderSpec(load, IMAGE_FILES, decoded="pil"),
     caption_prompt="Provide a one-sentence caption for the provided image.",
     noun="image",
     synth=SynthSpec(

@@ -142,7 +142,8 @@ class OneLLMEngine:
         from .plugin import ensure_entry_point_for_subprocesses, register
 
         register()
-        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "0":
+        self.in_process = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "0"
+        if not self.in_process:
             ensure_entry_point_for_subprocesses()  # the engine core runs in another process
         from vllm import LLM
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from . import ARCHITECTURE, CONFIG_FORMAT, VLLM_VERSION
 
+DEFAULT_STOP_ENV = "ONELLM_SERVE_DEFAULT_STOP"  # set by `onellm serve`: see patch_default_stop
+
 ENTRY_POINT = "onellm.vllm.plugin:register"
 _registered = False
 
@@ -77,8 +79,6 @@ def register() -> None:
     _patch_input_validation()
     import os
 
-    from .serve import DEFAULT_STOP_ENV, patch_default_stop
-
     if os.environ.get(DEFAULT_STOP_ENV):  # `onellm serve`: requests without "stop" stop at "###"
         patch_default_stop()
     _registered = True
@@ -116,3 +116,24 @@ def _patch_input_validation() -> None:
 
     _validate_model_input._onellm_wrapped = True
     InputProcessor._validate_model_input = _validate_model_input
+
+
+def patch_default_stop() -> None:
+    """Chat / completion requests that give no ``stop`` stop at the template separator (as the HF engine does)."""
+    from onellm.data.template import SEPARATOR
+
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+
+    for cls in (ChatCompletionRequest, CompletionRequest):
+        original = cls.to_sampling_params
+        if getattr(original, "_onellm_stop", False):
+            continue
+
+        def to_sampling_params(self, *args, __original=original, **kwargs):
+            if not self.stop:
+                self.stop = [SEPARATOR]
+            return __original(self, *args, **kwargs)
+
+        to_sampling_params._onellm_stop = True
+        cls.to_sampling_params = to_sampling_params

@@ -56,12 +56,9 @@ def field_name(modality: str) -> str:
 
 def _is_stacked(modality: str) -> bool:
     """Video-like modalities (a stack of frames; any frame count)."""
-    try:
-        from onellm.modalities import get
+    from onellm.modalities import get
 
-        return bool(get(modality).stacked)
-    except ImportError:  # the library before its modality registry
-        return modality in ("video", "depth", "normal")
+    return bool(get(modality).stacked)
 
 
 def _is_pil(item: Any) -> bool:
@@ -79,36 +76,19 @@ def _is_media_pair(item: Any) -> bool:
 
 
 def audio_features(samples: Any, rate: float, config, source: str = "audio") -> torch.Tensor:
-    """``(C, T)`` or ``(T,)`` samples at ``rate`` Hz -> the audio loader's (1, mel_bins, frames) eval features: the
-    path of :func:`onellm.data.loaders.audio.load_audio` below its file read (resample to 16 kHz, subtract the
-    global mean, kaldi fbank, pad / cut to ``frames``, AudioSet normalisation)."""
-    from onellm.data.loaders import audio as A
+    """``(C, T)`` or ``(T,)`` samples at ``rate`` Hz -> the audio loader's (1, mel_bins, frames) eval features (its
+    path below the file read, :func:`onellm.data.loaders.audio.waveform_features`)."""
     from onellm.data.errors import InputError
+    from onellm.data.loaders.audio import waveform_features
 
     waveform = torch.as_tensor(np.ascontiguousarray(samples), dtype=torch.float32)
     if waveform.ndim == 1:
         waveform = waveform[None]
     if waveform.ndim != 2:
         raise InputError(source, f"audio samples must be (T,) or (C, T), got shape {tuple(waveform.shape)}")
-    rate = int(round(float(rate)))
-    if waveform.numel() == 0:
-        raise InputError(source, "audio is empty (no samples)")
-    if not torch.isfinite(waveform).all():
-        raise InputError(source, "audio contains NaN or infinite samples")
-    if rate <= 0:
-        raise InputError(source, f"invalid sample rate {rate}")
-    if rate != A.SAMPLE_RATE:
-        waveform = A.resample(waveform, rate, A.SAMPLE_RATE)
-    if waveform.shape[1] < A.WINDOW_SAMPLES:
-        raise InputError(source, f"audio too short: {waveform.shape[1]} samples at 16 kHz, "
-                                 f"need at least {A.WINDOW_SAMPLES} (one 25 ms frame)")
     inputs = config.inputs.audio
-    waveform = waveform - waveform.mean()
-    fbank = A.fbank_features(waveform, inputs.mel_bins)
-    pad = inputs.frames - fbank.shape[0]
-    fbank = torch.nn.functional.pad(fbank, (0, 0, 0, pad)) if pad > 0 else fbank[:inputs.frames]
-    spec = fbank.T.unsqueeze(0)
-    return ((spec - A.FBANK_MEAN) / (A.FBANK_STD * 2)).contiguous()
+    return waveform_features(waveform, int(round(float(rate))), train=False, mel_bins=inputs.mel_bins,
+                             frames=inputs.frames, source=source)
 
 
 def image_features(img: Any, config) -> torch.Tensor:
@@ -145,22 +125,36 @@ def _unwrap(item: Any) -> Any:
     return item
 
 
+_DECODED_NOUNS = {"pil": "an image", "waveform": "(samples, rate) audio", "frames": "(frames, metadata) video"}
+
+
+def _decoded_kind(item: Any) -> str | None:
+    """Which of vLLM's decoded media ``item`` is (the names of :attr:`LoaderSpec.decoded`); None for the rest."""
+    if _is_pil(item):
+        return "pil"
+    if _is_media_pair(item):
+        return "frames" if isinstance(item[1], dict) or item[1] is None else "waveform"
+    return None
+
+
 def load_media_item(modality: str, item: Any, config) -> torch.Tensor | None:
     """What vLLM's OpenAI server decodes (PIL image, ``(samples, rate)``, ``(frames, metadata)``) -> the tensor the
-    file loaders make of the same content; None for anything else."""
+    file loaders make of the same content, for the modality whose loader declares that form; None for anything
+    else."""
+    from onellm.modalities import get
+
     item = _unwrap(item)
-    if _is_pil(item):
-        if modality != "image":
-            raise ValueError(f"an image was given for the {modality} input")
+    kind = _decoded_kind(item)
+    if kind is None:
+        return None
+    if get(modality).loader.decoded != kind:
+        raise ValueError(f"{_DECODED_NOUNS[kind]} was given for the {modality} input")
+    if kind == "pil":
         return image_features(item, config)
-    if _is_media_pair(item):
-        data, extra = item
-        if modality == "audio":
-            return audio_features(data, extra, config)
-        if modality == "video":
-            return video_features(data, extra if isinstance(extra, dict) else None, config)
-        raise ValueError(f"a (data, {type(extra).__name__}) pair is not a {modality} input")
-    return None
+    data, extra = item
+    if kind == "waveform":
+        return audio_features(data, extra, config)
+    return video_features(data, extra, config)
 
 
 def load_item(modality: str, item: Any, config) -> torch.Tensor:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 CHAT_MODALITIES = ("image", "audio", "video")  # the media kinds of OpenAI chat parts vLLM 0.32 parses
-DEFAULT_STOP_ENV = "ONELLM_SERVE_DEFAULT_STOP"
 TEMPLATE_FILE = "chat_template.jinja"
 
 
@@ -181,7 +180,7 @@ def check_chat_prompt(tokenizer_dir: str | Path, model_dir: str | Path) -> int:
     first difference."""
     from transformers import AutoTokenizer
 
-    from onellm.inference import processor_for_directory
+    from onellm.processing import processor_for_directory
 
     from .encoder import placeholder_ids
 
@@ -200,27 +199,6 @@ def check_chat_prompt(tokenizer_dir: str | Path, model_dir: str | Path) -> int:
                              f"  rendered {text!r}\n  ids  {got}\n  want {want}")
         checked += 1
     return checked
-
-
-def patch_default_stop() -> None:
-    """Chat / completion requests that give no ``stop`` stop at the template separator (as the HF engine does)."""
-    from onellm.data.template import SEPARATOR
-
-    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-
-    for cls in (ChatCompletionRequest, CompletionRequest):
-        original = cls.to_sampling_params
-        if getattr(original, "_onellm_stop", False):
-            continue
-
-        def to_sampling_params(self, *args, __original=original, **kwargs):
-            if not self.stop:
-                self.stop = [SEPARATOR]
-            return __original(self, *args, **kwargs)
-
-        to_sampling_params._onellm_stop = True
-        cls.to_sampling_params = to_sampling_params
 
 
 def vllm_serve_argv(model_dir: str | Path, tokenizer_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
@@ -249,7 +227,7 @@ def serve(model_dir: str | Path, *, kv_cache_gib: float | None = None, extra: Se
     """Register the plugin, build the tokenizer folder, check the chat prompt, then run ``vllm serve`` in this
     process (the API server here, the engine core in its own process). Returns vLLM's exit code."""
     from .engine import DEFAULT_KV_CACHE_GIB, check_head_size
-    from .plugin import ensure_entry_point_for_subprocesses, register
+    from .plugin import DEFAULT_STOP_ENV, ensure_entry_point_for_subprocesses, register
     from onellm.checkpoint import read_config
 
     model_dir = Path(model_dir)

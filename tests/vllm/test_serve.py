@@ -99,7 +99,7 @@ def server(fixtures, tmp_path_factory):
 
 
 def test_chat_request_with_image_and_audio_equals_hf(server, fixtures):
-    from onellm.inference import processor_for_directory
+    from onellm.processing import processor_for_directory
 
     entries = [e for e in fixtures["requests"] if e["modalities"] == ["image", "audio"]][:2]
     assert entries
