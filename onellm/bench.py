@@ -17,6 +17,13 @@ dominate on a CPU; ``tiny`` is overhead-bound). Sections:
 6. ``loading``: samples/s of the real loaders on synthetic files per modality with 0, 2, 4 workers, next to what
    the training step consumes.
 7. ``point``: time per cloud of FPS (8192 -> 1024) + kNN grouping.
+   ``loading_shards``: the training DataLoader's samples/s reading webdataset tar shards vs the same samples as
+   extracted files; ``dataset_memory`` (not with --quick): peak RSS of a 5M-sample dataset held as a list of
+   records, a ``ManifestIndex`` (in memory, cached) and shards (:mod:`onellm.data.shards.bench`).
+8. ``engines`` ("inference engines"): samples/s of ``onellm infer`` with the HF engine and with the vLLM engine on
+   the same requests (every modality; 128 + 1 by default, 32 new tokens, greedy) and their ratio, measured in the
+   same run (:func:`onellm.vllm.bench.inference_engines`; the vLLM side runs in the vLLM environment). Without
+   one the section says "vllm not installed (see docs/vllm.md)".
 
 The command line (``onellm bench``, results under ``runs/bench/`` by default) is ``onellm.commands.bench``.
 """
@@ -287,7 +294,8 @@ def point_tokenizer(config: OneLLMConfig, device: torch.device, repeats: int) ->
 
 
 def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", quick: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, engines_requests: int | None = None,
+              vllm_python: str | None = None) -> dict:
     dev = torch.device(device)
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     if preset == "onellm-7b" and dev.type != "cuda":
@@ -339,9 +347,31 @@ def run_bench(preset: str = "small", device: str = "cpu", dtype: str = "fp32", q
                                             1 if quick else 3)
     log("data loading ...")
     res["loading"] = data_loading(config, (0, 2) if quick else (0, 2, 4), 12 if quick else 96, bs)
+    log("data loading from tar shards ...")
+    from .data.shards.bench import manifest_rss, shards_vs_files
+
+    res["loading_shards"] = shards_vs_files(config, (0,) if quick else (0, 2), 3 * bs if quick else 48, bs)
+    if quick:
+        res["dataset_memory"] = {"status": "skipped with --quick (5M-line manifests take minutes)"}
+    else:
+        log("dataset memory (5M-sample manifest) ...")
+        res["dataset_memory"] = manifest_rss(5_000_000, 500_000)
     log("point tokenizer ...")
     full_points = OneLLMConfig.preset("onellm-7b") if not quick else config
     res["point"] = point_tokenizer(full_points, dev, 1 if quick else 3)
+    # the engines section builds its own workload and starts an engine (a minute or more): not part of --quick
+    # unless asked for with engines_requests; 0 skips it
+    n = engines_requests if engines_requests is not None else (0 if quick else 128)
+    if n > 0:
+        from .vllm.bench import inference_engines
+
+        log("inference engines ...")
+        del model  # the section loads its own model directory
+        res["engines"] = inference_engines(preset, device, dtype, n, 8 if quick else 32, vllm_python=vllm_python,
+                                           log=log)
+    else:
+        res["engines"] = {"status": "skipped" + (" with --quick" if quick else "")
+                          + " (--engines-requests N runs it)"}
     return res
 
 
@@ -371,7 +401,22 @@ def format_bench(res: dict) -> str:
     lines += ["", f"data loading (samples/s by workers; the training steps consume {consume} samples/s):"]
     for m, r in res["loading"].items():
         lines.append(f"  {m:8s} " + "  ".join(f"{k.split('_')[1]}w {v:8.1f}" for k, v in r.items()))
+    if "loading_shards" in res:
+        lines += ["", "data loading, tar shards vs extracted files (samples/s by workers, same samples):"]
+        for m, r in res["loading_shards"].items():
+            workers = sorted({k.rsplit("_", 1)[1] for k in r})
+            lines.append(f"  {m:8s} " + "  ".join(f"{w}w files {r[f'files_workers_{w}']:7.1f} shards "
+                                                  f"{r[f'shards_workers_{w}']:7.1f}" for w in workers))
+    if "dataset_memory" in res:
+        from .data.shards.bench import format_rss
+
+        dm = res["dataset_memory"]
+        lines += ["", f"dataset memory: {dm['status']}" if "status" in dm else format_rss(dm)]
     p = res["point"]
     lines += ["", f"point tokenizer ({p['points']} -> {p['groups']} x {p['group_size']}): "
                   f"{p['batch_1_ms_per_cloud']:.1f} ms/cloud alone, {p['batch_8_ms_per_cloud']:.1f} ms/cloud in a batch of 8"]
+    if "engines" in res:
+        from .vllm.bench import format_engines
+
+        lines += ["", *format_engines(res["engines"])]
     return "\n".join(lines)

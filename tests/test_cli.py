@@ -20,7 +20,7 @@ HEAVY = ("torch", "transformers", "matplotlib", "deepspeed")
 
 # Options without help text in files this change could not edit; each entry must still be missing (so the list
 # shrinks as they are fixed): remove it together with the fix.
-KNOWN_WITHOUT_HELP = {("demo", "--port")}
+KNOWN_WITHOUT_HELP: set[tuple[str, str]] = set()
 
 _TIMED_HELP = textwrap.dedent("""
     import json, sys, time

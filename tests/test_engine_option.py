@@ -152,3 +152,21 @@ def test_without_option_drops_the_flag():
 
     argv = ["infer", "--data-parallel-size", "2", "--model", "m", "--data-parallel-size=3", "--seed", "1"]
     assert without_option(argv, "--data-parallel-size") == ["infer", "--model", "m", "--seed", "1"]
+
+
+def test_bench_engines_section_without_vllm(monkeypatch):
+    """`onellm bench`'s "inference engines" section says where to get vLLM when there is no vLLM environment."""
+    import onellm.vllm.bench as vbench
+
+    monkeypatch.setattr(vbench, "find_vllm_python", lambda explicit=None: None)
+    res = vbench.inference_engines("small", "cpu", "fp32", requests=64)
+    assert res["status"] == vbench.NOT_INSTALLED == "vllm not installed (see docs/vllm.md)"
+    lines = vbench.format_engines(res)
+    assert lines[0].startswith("inference engines (small, 65 requests, 32 new tokens") and lines[1].strip() == \
+        "vllm not installed (see docs/vllm.md)"
+    assert vbench.format_engines({"status": "skipped with --quick (--engines-requests N runs it)"}) == [
+        "inference engines: skipped with --quick (--engines-requests N runs it)"]
+    monkeypatch.undo()  # the real find_vllm_python: an explicit interpreter, then $ONELLM_VLLM_PYTHON
+    monkeypatch.setenv("ONELLM_VLLM_PYTHON", "/opt/vllm/bin/python")
+    assert vbench.find_vllm_python("/x/python") == "/x/python"
+    assert vbench.find_vllm_python() == "/opt/vllm/bin/python"

@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None,
                    help="JSON results (default: runs/bench/<preset>-<device>-<dtype>[-quick].json)")
     p.add_argument("--quick", action="store_true", help=QUICK_HELP)
+    p.add_argument("--engines-requests", type=int, default=None, metavar="N",
+                   help="inference engines section: hf vs vllm samples/s on N requests + 1 text-only, 32 new tokens "
+                        "(8 with --quick); default 128, and not run with --quick; 0 skips it")
+    p.add_argument("--vllm-python", default=None, metavar="PYTHON",
+                   help="the vLLM environment's python for that section (default: $ONELLM_VLLM_PYTHON, this one "
+                        "when it has vLLM, else .venv-vllm/bin/python)")
 
 
 def default_output(preset: str, device: str, dtype: str, quick: bool) -> Path:
@@ -35,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     name = device.type if device.index is None or device.type == "cpu" else f"{device.type}:{device.index}"
     out = Path(args.out) if args.out else default_output(args.preset, name, args.dtype, args.quick)
-    res = run_bench(args.preset, name, args.dtype, args.quick, log=lambda s: print(s, flush=True))
+    res = run_bench(args.preset, name, args.dtype, args.quick, log=lambda s: print(s, flush=True),
+                    engines_requests=args.engines_requests, vllm_python=args.vllm_python)
     atomic_write_json(out, res)
     print(format_bench(res))
     print(f"wrote {out}")
