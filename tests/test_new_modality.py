@@ -34,7 +34,7 @@ def thermal():
 
 def recipe(tmp: Path, name: str, model: Path, manifest: Path, *overrides: str):
     base = [f"model={model}", f"output_dir={tmp / name}", "num_workers=0", "report_to=[]", "log_every=100",
-            f"datasets=[{{manifest: {manifest}}}]", "micro_batch=4", "save_every=100", "precision=fp32"]
+            f"datasets=[{{manifest: {manifest}}}]", "micro_batch=4", "save_every=100", "precision=fp32", "max_steps=30"]
     return load_recipe(ROOT / "train" / "recipes" / "tiny_stage1_image.yaml", base + list(overrides))
 
 

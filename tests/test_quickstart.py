@@ -61,3 +61,23 @@ def test_only_pretrain_makes_the_quickstarts_starting_model(tmp_path):
     a, b = load_file(str(tmp_path / "full" / "init" / "model.safetensors")), load_file(str(alone / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (alone / "processor_config.json").is_file()  # a model directory any stage recipe can start from
+
+
+def test_attribute_hits_and_the_2x_chance_bar(tmp_path):
+    """Per attribute: a caption scores only when it names the true value and no other value of that attribute."""
+    from onellm.quickstart import attribute_hits, below_bar
+
+    requests = [{"id": f"p{i}", "task": "caption", "inputs": [{"modality": "point", "path": "x.npy"}],
+                 "attributes": {"shape": shape, "colour": "red"}} for i, shape in enumerate(["cube", "torus"] * 2)]
+    requests.append({"id": "q0", "task": "qa", "inputs": [{"modality": "point", "path": "x.npy"}],
+                     "attributes": {"shape": "cube", "colour": "red"}})  # not a caption: not counted
+    answers = ["a red cube", "a red cube", "a red cube or a torus", "a blue torus", "cube"]
+    (tmp_path / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in requests))
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps({"id": r["id"], "answer": a}) + "\n"
+                                                        for r, a in zip(requests, answers)))
+    hits = attribute_hits(tmp_path / "predictions.jsonl", tmp_path / "requests.jsonl")
+    # shape: p0 cube right, p1 said cube for a torus, p2 named two shapes, p3 torus right -> 2 of 4
+    assert hits == {"point": {"n": 4, "attributes": {"shape": 50.0, "colour": 75.0}}}
+    # 4 shapes: 2 x chance = 50 % (met); 4 colours: 50 % (met); a two-valued attribute needs 100 %
+    assert below_bar({"point": hits["point"]}) == []
+    assert below_bar({"point": {"attributes": {"shape": 49.0, "colour": 80.0}}}) == ["point.shape 49 % < 50 %"]

@@ -193,7 +193,7 @@ def _recipe(model_dir, out, datasets, **extra):
     from onellm.training import load_recipe
 
     overrides = [f"model={model_dir}", f"output_dir={out}", "num_workers=0", "report_to=[]", "log_every=100",
-                 f"datasets={json.dumps(datasets)}", "micro_batch=4", "save_every=100"]
+                 f"datasets={json.dumps(datasets)}", "micro_batch=4", "save_every=100", "max_steps=30"]
     overrides += [f"{k}={json.dumps(v)}" for k, v in extra.items()]
     return load_recipe(ROOT / "train" / "recipes" / "tiny_stage1_image.yaml", overrides)
 

@@ -29,7 +29,8 @@ def world(tmp_path_factory):
 
 
 def tiny(name, world, model_dir, out, *overrides):
-    base = [f"model={model_dir}", f"output_dir={out}", "num_workers=0", "report_to=[]", "log_every=100"]
+    base = [f"model={model_dir}", f"output_dir={out}", "num_workers=0", "report_to=[]", "log_every=100",
+            "max_steps=30", "save_every=15"]  # the tests' size (the recipes' own is the quickstart's)
     recipe = load_recipe(ROOT / "train" / "recipes" / name, base + list(overrides))
     for ds in recipe.datasets:
         ds.manifest = str(world / Path(ds.manifest).name)

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +38,7 @@ class Scale:
     lm_steps: int = 250
     clip_steps: int = 700
     clip_scene_photos: int = 16  # 3-D scene photos per class in CLIP pretraining (0: 2-D shapes only)
-    stage_steps: dict[str, int] = field(default_factory=lambda: {"stage1": 800, "stage2": 1800, "stage3": 3600,
-                                                                 "instruction": 800})
+    stage_steps: dict[str, int] | None = None  # None: each tiny recipe's own max_steps (the full run is the recipes)
     fmri_voxels: int = 2048
     stages: tuple[str, ...] = ("stage1", "stage2", "stage3", "instruction")
     modalities: tuple[str, ...] | None = None  # None: all eight
@@ -160,9 +159,10 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
     for name, recipe_file, eval_modalities, chat in STAGES:
         if name not in scale.stages:
             continue
-        overrides = [f"model={previous}", f"output_dir={out / name}", f"max_steps={scale.stage_steps[name]}",
-                     f"seed={seed}", f"num_workers={num_workers}", "report_to=[]", "resume=never",
-                     f"save_every={scale.stage_steps[name]}", "log_every=100000"]
+        steps = (scale.stage_steps or {}).get(name) or load_recipe(recipes_dir() / recipe_file).max_steps
+        overrides = [f"model={previous}", f"output_dir={out / name}", f"max_steps={steps}", f"seed={seed}",
+                     f"num_workers={num_workers}", "report_to=[]", "resume=never", f"save_every={steps}",
+                     "log_every=100000"]
         recipe = load_recipe(recipes_dir() / recipe_file, overrides)
         for ds in recipe.datasets:
             ds.manifest = str(world / "train" / Path(ds.manifest).name)
@@ -180,13 +180,52 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
         metrics = rows[0]["metrics"]
         shown = [m for m in (eval_modalities or sorted({k.split("/")[0] for k in metrics if "/" in k}))
                  if f"{m}/chance" in metrics]
-        results["stages"][name] = {m: {k: metrics.get(f"{m}/{k}") for k in ("caption_acc", "qa_acc", "chance")}
-                                   for m in shown}
-        log(format_table(results["stages"][name], f"after {name}"))
+        scores = {m: {k: metrics.get(f"{m}/{k}") for k in ("caption_acc", "qa_acc", "chance")} for m in shown}
+        per_attribute = attribute_hits(out / "eval" / name / "synth" / "predictions.jsonl", test / "requests.jsonl")
+        for m in shown:
+            scores[m].update(per_attribute.get(m, {"n": 0, "attributes": {}}))
+        results["stages"][name] = scores
+        log(format_table(scores, f"after {name}"))
     results["curves"] = curves
+    if results["stages"]:
+        results["below_2x_chance"] = below_bar(results["stages"][list(results["stages"])[-1]])
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results, world / "test")
     return results
+
+
+def attribute_hits(predictions: Path, requests: Path) -> dict[str, dict[str, Any]]:
+    """Per modality, the share of generated captions that name each attribute's true value and no other value of
+    it -> {modality: {"n": captions, "attributes": {attribute: percent}}}."""
+    from ..data.synth.world import attributes, names_value
+
+    truth = {}
+    for line in requests.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("task") == "caption":
+            truth[r["id"]] = (r["inputs"][0]["modality"], r["attributes"])
+    hits: dict[str, dict[str, int]] = {}
+    counts: dict[str, int] = {}
+    for line in predictions.read_text().splitlines():
+        row = json.loads(line)
+        if row.get("id") not in truth or "answer" not in row:
+            continue
+        modality, attrs = truth[row["id"]]
+        counts[modality] = counts.get(modality, 0) + 1
+        vocab = attributes(modality)
+        for name, value in attrs.items():
+            named = [v for v in vocab[name] if names_value(row["answer"], v)]
+            hits.setdefault(modality, dict.fromkeys(vocab, 0))[name] += named == [value]
+    return {m: {"n": counts[m], "attributes": {a: 100 * h / counts[m] for a, h in hits[m].items()}} for m in hits}
+
+
+def below_bar(scores: dict[str, dict[str, Any]], factor: float = 2.0) -> list[str]:
+    """The attributes whose held-out caption hits are under ``factor`` x their chance (100 / number of values; for a
+    two-valued attribute 2 x chance is 100 %)."""
+    from ..data.synth.world import attributes
+
+    return [f"{m}.{a} {v:.0f} % < {factor * 100 / len(attributes(m)[a]):.0f} %" for m, r in scores.items()
+            for a, v in r.get("attributes", {}).items() if v < factor * 100 / len(attributes(m)[a]) - 1e-9]
 
 
 def subset_requests(test_dir: Path, modalities: list[str] | None, dest: Path) -> Path:
@@ -203,13 +242,15 @@ def subset_requests(test_dir: Path, modalities: list[str] | None, dest: Path) ->
     return dest
 
 
-def format_table(rows: dict[str, dict[str, float | None]], title: str) -> str:
+def format_table(rows: dict[str, dict[str, Any]], title: str) -> str:
+    """The console table: accuracies in % (the unit of ``onellm eval``), then each attribute's caption hits in %."""
     def f(v):
-        return "    –" if v is None else f"{v / 100:5.2f}"
+        return "    –" if v is None else f"{v:5.1f}"
 
-    lines = [title, f"{'modality':9s} {'caption':>8s} {'QA':>6s} {'chance':>7s}"]
+    lines = [title, f"{'modality':9s} {'caption %':>9s} {'QA %':>6s} {'chance %':>8s}  per attribute (caption %)"]
     for m, r in rows.items():
-        lines.append(f"{m:9s} {f(r['caption_acc']):>8s} {f(r['qa_acc']):>6s} {f(r['chance']):>7s}")
+        attrs = "  ".join(f"{a} {v:.0f}" for a, v in r.get("attributes", {}).items())
+        lines.append(f"{m:9s} {f(r['caption_acc']):>9s} {f(r['qa_acc']):>6s} {f(r['chance']):>8s}  {attrs}")
     return "\n".join(lines)
 
 
@@ -241,5 +282,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_quickstart(args.out, args.seed, scale, num_workers=args.num_workers)
     last = list(results["stages"])[-1]
     print(format_table(results["stages"][last], f"held-out accuracy after {last} (seed {args.seed})"))
+    below = results.get("below_2x_chance") or []
+    print("attributes under 2 x chance: " + (", ".join(below) if below else "none"))
     print(f"total {time.perf_counter() - start:.0f} s; report: {Path(args.out) / 'report.md'}")
     return 0

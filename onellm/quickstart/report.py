@@ -16,13 +16,17 @@ def _plot(curves: dict[str, list[float]], path: Path) -> None:
 
 
 def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v / 100:.2f}"
+    return "–" if v is None else f"{v:.1f}"
 
 
-def _table(rows: dict[str, dict[str, float | None]]) -> list[str]:
-    lines = ["| modality | caption accuracy | QA accuracy | chance |", "|---|---|---|---|"]
+def _table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Accuracies in % (the unit of ``onellm eval``); per attribute: the captions naming its true value, in %."""
+    lines = ["| modality | caption accuracy % | QA accuracy % | chance % | per attribute (caption %, of n) |",
+             "|---|---|---|---|---|"]
     for m, r in rows.items():
-        lines.append(f"| {m} | {_pct(r['caption_acc'])} | {_pct(r['qa_acc'])} | {_pct(r['chance'])} |")
+        attrs = ", ".join(f"{a} {v:.0f}" for a, v in r.get("attributes", {}).items())
+        n = f" (n = {r['n']})" if r.get("n") else ""
+        lines.append(f"| {m} | {_pct(r['caption_acc'])} | {_pct(r['qa_acc'])} | {_pct(r['chance'])} | {attrs}{n} |")
     return lines
 
 
@@ -48,11 +52,16 @@ def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
     _plot(results["curves"], out / "loss_curves.png")
     stages = list(results["stages"])
     md = ["# OneLLM quickstart report", "",
-          f"Seed {results['seed']}. Held-out split: `{test_dir}`. Caption accuracy = the fraction of a sample's true "
-          "attributes its generated caption names (naming another value of the same attribute cancels the hit); "
-          "QA accuracy = the true value named in the answer; chance = one uniformly random value per attribute.", ""]
+          f"Seed {results['seed']}. Held-out split: `{test_dir}`. All accuracies in % (as `onellm eval` reports "
+          "them). Caption accuracy = the share of a sample's true attributes its generated caption names (naming "
+          "another value of the same attribute cancels the hit); per attribute: the share of captions naming that "
+          "attribute's true value; QA accuracy = the true value named in the answer; chance = one uniformly "
+          "random value per attribute (per attribute: 100 / its number of values).", ""]
     if stages:
         md += [f"## After {stages[-1]}", ""] + _table(results["stages"][stages[-1]]) + [""]
+        below = results.get("below_2x_chance")
+        if below is not None:
+            md += ["Attributes under 2 x chance: " + (", ".join(below) if below else "none") + ".", ""]
     md += ["## What each stage added", ""]
     for name in stages:
         md += [f"### {name}", ""] + _table(results["stages"][name]) + [""]

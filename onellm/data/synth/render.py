@@ -76,7 +76,10 @@ def shape_image(rng: np.random.Generator, colour: str, shape: str, size: int = 6
 
 # ---------------------------------------------------------------------------------------------------------
 # Video: a coloured ball on a static grey background.
-VIDEO_W, VIDEO_H, VIDEO_FPS, VIDEO_SECONDS = 64, 48, 8, 3
+# Square frames: the video loader's three spatial crops of a square frame coincide, so the 15 frames the model
+# averages (5 clips x 3 crops) trace the ball's path alone. In a 4:3 frame the crops are shifted copies (by 5 of 32
+# pixels here): every trace gets a horizontal smear and a still ball looks like a short horizontal movement.
+VIDEO_W, VIDEO_H, VIDEO_FPS, VIDEO_SECONDS = 48, 48, 8, 3
 # 0.6 Hz: the loader's five clip frames (t = 0, 0.5, 0.875, 1.25, 1.625 s at 8 fps) span about one period,
 # so every moving ball visits its whole trajectory in the frames the model sees.
 MOTION_HZ = 0.6
@@ -86,9 +89,9 @@ def ball_trajectory(rng: np.random.Generator, motion: str, n_frames: int, fps: f
     """Ball centre per frame -> (n_frames, 2) = (x, y) in pixels of a VIDEO_W x VIDEO_H frame."""
     t = np.arange(n_frames) / fps
     cx = VIDEO_W / 2 + rng.uniform(-4, 4)
-    cy = VIDEO_H / 2 + rng.uniform(-3, 3)
+    cy = VIDEO_H / 2 + rng.uniform(-4, 4)
     phase = 2 * np.pi * (rng.uniform(0, 1) + rng.choice([-1, 1]) * rng.uniform(0.95, 1.05) * MOTION_HZ * t)
-    ax, ay = rng.uniform(17, 20), rng.uniform(12, 14)
+    ax, ay = rng.uniform(12, 14), rng.uniform(12, 14)  # the same span both ways: only the direction differs
     r = rng.uniform(11, 13)
     if motion == "horizontally":
         xy = np.stack([cx + ax * np.sin(phase), np.full_like(t, cy)], 1)

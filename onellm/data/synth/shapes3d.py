@@ -2,7 +2,11 @@
 
 A point sample is either a binary ``.ply`` mesh with per-vertex colours (the loader samples its surface) or a
 PointLLM-style ``.npy`` (N, 6) = xyz + rgb in [0, 1] sampled area-uniformly on the surface. Both get a random
-rotation and scale (the loader's ``pc_norm`` removes the scale again) and mild colour noise.
+rotation about the vertical axis and a random scale (the loader's ``pc_norm`` removes the scale again) and mild
+colour noise. Objects stand upright, as in Objaverse / Cap3D (a cone's apex up, a torus lying flat): with a random
+3-D rotation the point tokenizer's grouped absolute coordinates carried the shape only in rotation invariants, and
+the stand-in model captioned every shape as the same word (point shape at chance, 12/48, after the whole
+quickstart; upright: 42/48 after 1028 point steps of stage II alone).
 """
 from __future__ import annotations
 
@@ -35,11 +39,12 @@ def primitive(rng: np.random.Generator, shape: str):
 
 
 def posed_mesh(rng: np.random.Generator, shape: str, colour: str):
-    """The primitive with a random rotation, scale and offset and per-vertex colours (RGBA uint8)."""
+    """The primitive upright with a random turn about the vertical axis, scale and offset and per-vertex colours
+    (RGBA uint8)."""
     import trimesh
 
     mesh = primitive(rng, shape)
-    pose = trimesh.transformations.random_rotation_matrix(rand=rng.random(3))
+    pose = trimesh.transformations.rotation_matrix(2 * np.pi * rng.random(3)[0], [0, 0, 1])
     pose[:3, :3] *= rng.uniform(0.5, 2.0)
     pose[:3, 3] = rng.uniform(-0.5, 0.5, 3)
     mesh.apply_transform(pose)
