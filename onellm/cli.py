@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("onellm.commands.init", "assemble a fresh model directory from local pretrained parts"),
     "infer": ("onellm.commands.infer", "batch captioning / QA over a manifest (resumable JSONL out)"),
     "chat": ("onellm.commands.chat", "interactive terminal chat about one or more inputs"),
+    "serve": ("onellm.commands.serve", "vLLM's OpenAI-compatible server with OneLLM (needs vLLM: docs/vllm.md)"),
     "demo": ("onellm.commands.demo", "web demo (gradio) for every modality of a model, on 127.0.0.1"),
     "convert": ("onellm.commands.convert", "convert the released OneLLM-7B checkpoint into a model directory"),
     "merge-lora": ("onellm.commands.merge_lora", "fold a LoRA adapter into its base model (plain model directory)"),

@@ -70,6 +70,11 @@ def test_serve_without_vllm_is_a_one_line_error(model_dir):
     res = subprocess.run([sys.executable, "-c", "from onellm.commands.serve import main; main()", "--model",
                           str(model_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0 and "onellm serve: vLLM is not installed" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "onellm.cli", "serve", "--model", str(model_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # the same through the onellm command
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("onellm serve: error: ") \
+        and "vLLM is not installed" in lines[0], res.stderr
 
 
 def test_run_inference_with_vllm_raises_usage_error(tmp_path, model_dir):
