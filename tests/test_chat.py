@@ -69,6 +69,14 @@ class Terminal:
     def close(self) -> int:
         try:
             return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say what the terminal showed: a hang is otherwise undiagnosable
+            self.proc.kill()
+            while select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    self.out += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:
+                    break
+            raise AssertionError(f"the chat did not exit within 60 s; output:\n{self.out}") from None
         finally:
             os.close(self.master)
 
@@ -132,8 +140,14 @@ def test_interrupt_signal_mid_answer_does_not_abort_the_process(endless_model_di
     term = Terminal("chat", "--model", str(endless_model_dir), "--max-new-tokens", "400", "--temperature", "0")
     term.expect("> ")
     term.send("Tell me everything.\n")
-    time.sleep(1.0)
+    start = len(term.out)
+    deadline = time.time() + 120
+    while len(term.out) < start + 80 and time.time() < deadline:  # mid-answer (a fixed sleep could outlast it)
+        ready, _, _ = select.select([term.master], [], [], 0.05)
+        if ready:
+            term.out += os.read(term.master, 4096).decode(errors="replace")
     os.killpg(term.proc.pid, signal.SIGINT)
+    term.expect("[stopped]")
     term.expect("> ", timeout=120)
     term.send("/quit\n")
     assert term.close() == 0
