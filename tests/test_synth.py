@@ -209,9 +209,8 @@ def feat_video(x):  # the model averages its 15 frames: so does this descriptor 
     return [colour, torch.stack([(w * (xx - mx) ** 2).sum().sqrt(), (w * (yy - my) ** 2).sum().sqrt()])]
 
 
-def feat_audio(x):  # mean, spread and trend (last quarter - first quarter) over time of each mel bin
-    quarter = x.shape[-1] // 4
-    return [x[0].mean(1), x[0].std(1), x[0, :, -quarter:].mean(1) - x[0, :, :quarter].mean(1)]
+def feat_audio(x):  # mean and spread over time of each mel bin
+    return [x[0].mean(1), x[0].std(1)]
 
 
 def feat_point(x):  # covariance eigenvalues, radius histogram, mean colour

@@ -6,10 +6,7 @@ from pathlib import Path
 from ..data.loaders.formats import IMAGE_FILES
 from .base import ClipPatches, LoaderSpec
 
-# Object distances (metres) of "near" / "midway" / "far" synthetic depth scenes: three values, so that 2 x chance
-# is a bar a model can clear (for a two-valued attribute 2 x chance would be 100 %).
-NEAR_M, MIDWAY_M, FAR_M = (2.7, 3.1), (3.7, 4.2), (4.8, 5.6)
-DISTANCE_M = {"near": NEAR_M, "midway": MIDWAY_M, "far": FAR_M}
+NEAR_M, FAR_M = (2.7, 3.1), (4.8, 5.6)  # object distances of "near" / "far" synthetic depth scenes (metres)
 
 
 def load(path: Path, *, train: bool, config, rgb: str | Path | None = None) -> "torch.Tensor":

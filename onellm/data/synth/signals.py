@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------------------
-# Audio: a sine tone, steady, gated on/off or fading out, plus white noise. 16 kHz mono, 2 s.
+# Audio: a sine tone, steady or gated on/off, plus white noise. 16 kHz mono, 2 s.
 AUDIO_RATE, AUDIO_SECONDS = 16000, 2.0
 # Tone frequencies: about 7 mel bins apart even with 32 kaldi mel bins (20 Hz .. 8 kHz).
 PITCH_HZ: dict[str, float] = {"low": 200.0, "middle": 800.0, "high": 3000.0}
@@ -26,9 +26,6 @@ def tone(rng: np.random.Generator, pitch: str, pattern: str) -> np.ndarray:
         rate = BEEP_HZ * rng.uniform(0.9, 1.1)
         # A square wave with 10-ms soft edges (tanh) so the gating does not click across all mel bins.
         wave *= 0.5 * (1 + np.tanh(8 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))))
-    elif pattern == "fading":
-        # Exponential fade-out: -30 dB (+-3) over the clip, a falling slope in every log-mel frame of the tone's bin.
-        wave *= 10 ** (-rng.uniform(1.35, 1.65) * t / AUDIO_SECONDS)
     elif pattern != "steady":
         raise ValueError(f"unknown audio pattern {pattern!r}")
     noise = rng.normal(0, amp * rng.uniform(0.005, 0.03), t.shape)
