@@ -53,7 +53,9 @@ class Terminal:
         deadline = time.time() + timeout
         while text not in self.out[self.matched:]:
             left = deadline - time.time()
-            assert left > 0, f"{text!r} did not appear; output so far:\n{self.out}"
+            if left <= 0:  # the child must not outlive the failed test (it would load the machine for the rest)
+                self.proc.kill()
+                raise AssertionError(f"{text!r} did not appear; output so far:\n{self.out}")
             ready, _, _ = select.select([self.master], [], [], min(left, 1.0))
             if ready:
                 try:
