@@ -65,6 +65,14 @@ class Terminal:
         self.matched = self.out.index(text, self.matched) + len(text)
         return self.out
 
+    def read_more(self, chars: int, timeout: float = 120.0) -> None:
+        """Read until ``chars`` more characters have arrived (e.g. part of a streamed answer)."""
+        start, deadline = len(self.out), time.time() + timeout
+        while len(self.out) < start + chars and time.time() < deadline:
+            if select.select([self.master], [], [], 0.05)[0]:
+                self.out += os.read(self.master, 4096).decode(errors="replace")
+        assert len(self.out) >= start + chars, self.out
+
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
 
@@ -100,14 +108,8 @@ def test_ctrl_c_stops_the_answer_and_keeps_the_session(endless_model_dir, tmp_pa
     term.expect("audio (1, ")
     term.send(f"/point {tmp_path / 'nowhere.npy'}\n")
     term.expect("error: ")  # a bad input mid-session is reported; the session goes on
-    start = len(term.out)
     term.send("Describe it in great detail please.\n")
-    deadline = time.time() + 120
-    while len(term.out) < start + 80 and time.time() < deadline:  # some of the answer has streamed
-        ready, _, _ = select.select([term.master], [], [], 0.2)
-        if ready:
-            term.out += os.read(term.master, 4096).decode(errors="replace")
-    assert len(term.out) >= start + 80, term.out
+    term.read_more(80)  # some of the answer has streamed
     term.send("\x03")  # Ctrl-C, as the terminal sends it: SIGINT to the chat
     term.expect("[stopped]")
     term.expect("> ")
@@ -142,12 +144,7 @@ def test_interrupt_signal_mid_answer_does_not_abort_the_process(endless_model_di
     term = Terminal("chat", "--model", str(endless_model_dir), "--max-new-tokens", "400", "--temperature", "0")
     term.expect("> ")
     term.send("Tell me everything.\n")
-    start = len(term.out)
-    deadline = time.time() + 120
-    while len(term.out) < start + 80 and time.time() < deadline:  # mid-answer (a fixed sleep could outlast it)
-        ready, _, _ = select.select([term.master], [], [], 0.05)
-        if ready:
-            term.out += os.read(term.master, 4096).decode(errors="replace")
+    term.read_more(80)  # mid-answer (a fixed sleep could outlast it)
     os.killpg(term.proc.pid, signal.SIGINT)
     term.expect("[stopped]")
     term.expect("> ", timeout=120)
