@@ -44,7 +44,7 @@ def load(path: Path, *, train: bool, config) -> "torch.Tensor":
 
 
 def write_sample(root: Path, stem: str, i: int, a: dict, rng, inputs) -> dict:
-    """A steady or beeping tone at one of three pitches, as 16-bit WAV."""
+    """A steady, beeping or fading tone at one of three pitches, as 16-bit WAV."""
     import soundfile
 
     from ..data.synth.signals import AUDIO_RATE, tone
@@ -66,10 +66,10 @@ AUDIO = ModalityDefinition(
     legacy_input_fields={"audio_mel_bins": "mel_bins", "audio_frames": "frames", "audio_kernel": "kernel",
                          "audio_stride": "stride"},
     synth=SynthSpec(
-        attributes={"pitch": ("low", "middle", "high"), "pattern": ("steady", "beeping")},
+        attributes={"pitch": ("low", "middle", "high"), "pattern": ("steady", "beeping", "fading")},
         captions=("a {pitch} {pattern} tone", "a {pattern} tone with a {pitch} pitch",
                   "the sound of a {pitch}, {pattern} tone"),
-        questions={"pitch": "Is the tone high, middle or low?", "pattern": "Is the tone steady or beeping?"},
+        questions={"pitch": "Is the tone high, middle or low?", "pattern": "Is the tone steady, beeping or fading?"},
         write=write_sample, stream=2),
     demo_kind="audio",
 )

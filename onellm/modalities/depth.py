@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .paired_map import ENCODER_INPUT, FAR_M, LOADER, NEAR_M, input_shape, write_scene
+from .paired_map import DISTANCE_M, ENCODER_INPUT, LOADER, input_shape, write_scene
 from .base import ModalityDefinition, SynthSpec
 from .synth_common import SOLID_SHAPES
 
 
 def write_sample(root: Path, stem: str, i: int, a: dict, rng, inputs) -> dict:
-    """A solid near or far from the camera; its colour is drawn from a palette (not an attribute)."""
+    """A solid near, midway or far from the camera; its colour is drawn from a palette (not an attribute)."""
     from ..data.synth.render import DEPTH_PALETTE
 
-    distance = rng.uniform(*(NEAR_M if a["distance"] == "near" else FAR_M))
+    distance = rng.uniform(*DISTANCE_M[a["distance"]])
     rgb = DEPTH_PALETTE[int(rng.integers(len(DEPTH_PALETTE)))]
     return write_scene(root, stem, "depth", a["shape"], distance, rgb, rng)
 
@@ -27,10 +27,11 @@ DEPTH = ModalityDefinition(
     caption_prompt="Provide a one-sentence caption for the provided depth map.",
     noun="depth map",
     synth=SynthSpec(
-        attributes={"shape": SOLID_SHAPES, "distance": ("near", "far")},
+        attributes={"shape": SOLID_SHAPES, "distance": ("near", "midway", "far")},
         captions=("a {shape}, {distance_value}", "a {shape} {distance}", "a {shape} standing on the ground {distance}"),
-        questions={"shape": "What shape is the object?", "distance": "Is the object near or far?"},
-        phrases={"distance": {"near": "near the camera", "far": "far from the camera"}},
+        questions={"shape": "What shape is the object?", "distance": "Is the object near, midway or far?"},
+        phrases={"distance": {"near": "near the camera", "midway": "midway from the camera",
+                              "far": "far from the camera"}},
         write=write_sample, stream=4),
     demo_kind="paired_map",
 )

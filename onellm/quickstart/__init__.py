@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[2]
-STAGES = [  # (name, recipe, modalities evaluated after it, chat template?)
-    ("stage1", "tiny_stage1_image.yaml", ["image"], False),
-    ("stage2", "tiny_stage2_video_audio_point.yaml", ["image", "video", "audio", "point"], False),
-    ("stage3", "tiny_stage3_depth_normal_imu_fmri.yaml", None, False),
-    ("instruction", "tiny_instruction.yaml", None, True),
-]
+from .stages import (STAGES, StageRunner, Timer, attribute_hits, below_bar, format_table, recipes_dir,
+                     subset_requests)
+
+__all__ = ["FULL", "REDUCED", "STAGES", "Scale", "attribute_hits", "below_bar", "format_table", "pretrain_stand_ins",
+           "recipes_dir", "run_quickstart", "subset_requests"]
 
 
 @dataclass
@@ -50,33 +48,9 @@ REDUCED = Scale(train_per_modality=64, test_per_modality=12, lm_steps=140, clip_
                 stage_steps={"stage1": 250, "stage2": 500}, stages=("stage1", "stage2"), modalities=("image", "audio"))
 
 
-def recipes_dir() -> Path:
-    return ROOT / "train" / "recipes"
-
-
 def default_workers() -> int:
     """Data-loading workers per stage: 0 on <= 2 CPUs, where workers take the cores the training step needs."""
     return 0 if (os.cpu_count() or 1) <= 2 else 2
-
-
-class _Timer:
-    """``with timer("name"):`` logs the step and records its seconds in ``timings``."""
-
-    def __init__(self, timings: dict[str, float], log: Callable[[str], None]):
-        self.timings, self.log = timings, log
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Step:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                timer.log(f"== {name}")
-
-            def __exit__(self, *exc):
-                timer.timings[name] = round(time.perf_counter() - self.t, 1)
-                timer.log(f"   {name}: {timer.timings[name]:.1f} s")
-        return _Step()
 
 
 def pretrain_stand_ins(model_dir: str | Path, work: str | Path, seed: int = 0, scale: "Scale | None" = None,
@@ -100,7 +74,7 @@ def pretrain_stand_ins(model_dir: str | Path, work: str | Path, seed: int = 0, s
     work, model_dir = Path(work), Path(model_dir)
     timings = {} if timings is None else timings
     results = {} if results is None else results
-    timed = _Timer(timings, log)
+    timed = Timer(timings, log)
     torch.manual_seed(seed)
     config = OneLLMConfig.preset("quickstart", **{"inputs.fmri.voxels": scale.fmri_voxels})
     with timed("pretrain language model"):
@@ -134,8 +108,6 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
     ``num_workers`` (default :func:`default_workers`) does not change the results, only the speed."""
     from ..config import OneLLMConfig
     from ..data.synth import generate_world
-    from ..evaluation.engine import run_benchmarks
-    from ..training import load_recipe, train
     from .report import write_report
 
     out = Path(out)
@@ -143,7 +115,7 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
     num_workers = default_workers() if num_workers is None else num_workers
     timings: dict[str, float] = {}
     results: dict[str, Any] = {"seed": seed, "stages": {}, "timings": timings}
-    timed = _Timer(timings, log)
+    timed = Timer(timings, log)
 
     config = OneLLMConfig.preset("quickstart", **{"inputs.fmri.voxels": scale.fmri_voxels})
     with timed("synthetic world"):
@@ -154,104 +126,24 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
             generate_world(world, n, split_seed, split, modalities=scale.modalities, config=config)
 
     pretrain_stand_ins(out / "init", out / "pretrained", seed, scale, log, timings, results)
+    runner = StageRunner(out, seed, num_workers, timed, scale.stage_steps)
     previous = out / "init"
     curves: dict[str, list[float]] = results.pop("curves_pretrain")
+    results["models"] = {"init": str(previous)}
     for name, recipe_file, eval_modalities, chat in STAGES:
         if name not in scale.stages:
             continue
-        steps = (scale.stage_steps or {}).get(name) or load_recipe(recipes_dir() / recipe_file).max_steps
-        overrides = [f"model={previous}", f"output_dir={out / name}", f"max_steps={steps}", f"seed={seed}",
-                     f"num_workers={num_workers}", "report_to=[]", "resume=never", f"save_every={steps}",
-                     "log_every=100000"]
-        recipe = load_recipe(recipes_dir() / recipe_file, overrides)
-        for ds in recipe.datasets:
-            ds.manifest = str(world / "train" / Path(ds.manifest).name)
-        with timed(f"train {name}"):
-            shutil.rmtree(out / name, ignore_errors=True)
-            result = train(recipe, log=lambda msg: None)
-        curves[name] = result.losses
-        previous = result.model_dir
-        with timed(f"evaluate {name}"):
-            shutil.rmtree(out / "eval" / name, ignore_errors=True)  # a rerun must not resume an old run's answers
-            test = subset_requests(world / "test", eval_modalities, out / "eval" / f"{name}-data")  # seen so far
-            rows = run_benchmarks(str(previous), "synth", test, out / "eval" / name, device="cpu",
-                                  dtype="fp32", template="chat" if chat else "none", batch_size=32,
-                                  max_new_tokens=24, temperature=0.0, num_workers=num_workers, progress=False)
-        metrics = rows[0]["metrics"]
-        shown = [m for m in (eval_modalities or sorted({k.split("/")[0] for k in metrics if "/" in k}))
-                 if f"{m}/chance" in metrics]
-        scores = {m: {k: metrics.get(f"{m}/{k}") for k in ("caption_acc", "qa_acc", "chance")} for m in shown}
-        per_attribute = attribute_hits(out / "eval" / name / "synth" / "predictions.jsonl", test / "requests.jsonl")
-        for m in shown:
-            scores[m].update(per_attribute.get(m, {"n": 0, "attributes": {}}))
-        results["stages"][name] = scores
-        log(format_table(scores, f"after {name}"))
+        stage = runner.run(name, recipe_file, previous, eval_modalities, chat)
+        curves[name], previous = stage.losses, stage.model_dir
+        results["models"][name] = str(previous)
+        results["stages"][name] = stage.scores
+        log(format_table(stage.scores, f"after {name}"))
     results["curves"] = curves
     if results["stages"]:
         results["below_2x_chance"] = below_bar(results["stages"][list(results["stages"])[-1]])
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(out, results, world / "test")
     return results
-
-
-def attribute_hits(predictions: Path, requests: Path) -> dict[str, dict[str, Any]]:
-    """Per modality, the share of generated captions that name each attribute's true value and no other value of
-    it -> {modality: {"n": captions, "attributes": {attribute: percent}}}."""
-    from ..data.synth.world import attributes, names_value
-
-    truth = {}
-    for line in requests.read_text().splitlines():
-        r = json.loads(line)
-        if r.get("task") == "caption":
-            truth[r["id"]] = (r["inputs"][0]["modality"], r["attributes"])
-    hits: dict[str, dict[str, int]] = {}
-    counts: dict[str, int] = {}
-    for line in predictions.read_text().splitlines():
-        row = json.loads(line)
-        if row.get("id") not in truth or "answer" not in row:
-            continue
-        modality, attrs = truth[row["id"]]
-        counts[modality] = counts.get(modality, 0) + 1
-        vocab = attributes(modality)
-        for name, value in attrs.items():
-            named = [v for v in vocab[name] if names_value(row["answer"], v)]
-            hits.setdefault(modality, dict.fromkeys(vocab, 0))[name] += named == [value]
-    return {m: {"n": counts[m], "attributes": {a: 100 * h / counts[m] for a, h in hits[m].items()}} for m in hits}
-
-
-def below_bar(scores: dict[str, dict[str, Any]], factor: float = 2.0) -> list[str]:
-    """The attributes whose held-out caption hits are under ``factor`` x their chance (100 / number of values; for a
-    two-valued attribute 2 x chance is 100 %)."""
-    from ..data.synth.world import attributes
-
-    return [f"{m}.{a} {v:.0f} % < {factor * 100 / len(attributes(m)[a]):.0f} %" for m, r in scores.items()
-            for a, v in r.get("attributes", {}).items() if v < factor * 100 / len(attributes(m)[a]) - 1e-9]
-
-
-def subset_requests(test_dir: Path, modalities: list[str] | None, dest: Path) -> Path:
-    """A requests.jsonl with only ``modalities`` (all when None), paths made absolute so it can live in ``dest``."""
-    from ..data.manifest import read_manifest, write_jsonl
-
-    rows = []
-    for r in read_manifest(test_dir / "requests.jsonl"):
-        if modalities is not None and r.modality_key not in modalities:
-            continue
-        rows.append({"id": r.id, "inputs": [i.as_source() for i in r.inputs], "prompt": r.prompt,
-                     "answer": r.answer, **r.extra})
-    write_jsonl(dest / "requests.jsonl", rows)
-    return dest
-
-
-def format_table(rows: dict[str, dict[str, Any]], title: str) -> str:
-    """The console table: accuracies in % (the unit of ``onellm eval``), then each attribute's caption hits in %."""
-    def f(v):
-        return "    –" if v is None else f"{v:5.1f}"
-
-    lines = [title, f"{'modality':9s} {'caption %':>9s} {'QA %':>6s} {'chance %':>8s}  per attribute (caption %)"]
-    for m, r in rows.items():
-        attrs = "  ".join(f"{a} {v:.0f}" for a, v in r.get("attributes", {}).items())
-        lines.append(f"{m:9s} {f(r['caption_acc']):>9s} {f(r['qa_acc']):>6s} {f(r['chance']):>8s}  {attrs}")
-    return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -261,7 +153,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="pretrain: only the stand-ins for the pretrained parts, assembled into a starting model "
                         "directory at --out (the start of the step-by-step progression in the README)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the training (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run the quickstart once per seed into OUT/seed-N and write OUT/seeds.md: the per-attribute "
+                        "table and the time per stage of every seed side by side")
     p.add_argument("--reduced", action="store_true", help="fewer samples and steps (the integration test's size)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also run the paper's two ablations in miniature (image-first initialisation vs a random "
+                        "UPM; joint vs one model per modality), reusing a finished quickstart in --out of the same "
+                        "seed (else running it first); adds a table to OUT/report.md (about 10 more minutes)")
     p.add_argument("--num-workers", type=int, default=None,
                    help="data-loading workers per stage (default: 0 on <= 2 CPUs, where workers take the cores "
                         "the training step needs, else 2); the results do not depend on it")
@@ -279,10 +178,62 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: language model loss {results['lm_loss'][0]:.2f} -> {results['lm_loss'][1]:.2f}, CLIP "
               f"zero-shot {results['clip_zero_shot_acc']:.2f}; {time.perf_counter() - start:.0f} s")
         return 0
+    if args.ablation:
+        if args.reduced or args.seeds:
+            raise SystemExit("onellm quickstart: --ablation runs beside the full quickstart of one --seed; drop "
+                             "--reduced / --seeds")
+        return run_with_ablation(Path(args.out), args.seed, args.num_workers, start)
+    if args.seeds:
+        from .report import write_seeds_report
+
+        runs = {seed: run_quickstart(Path(args.out) / f"seed-{seed}", seed, scale, num_workers=args.num_workers)
+                for seed in args.seeds}
+        path = write_seeds_report(Path(args.out), runs)
+        below = {seed: r.get("below_2x_chance") or [] for seed, r in runs.items()}
+        for seed, items in below.items():
+            print(f"seed {seed}: attributes under 2 x chance: " + (", ".join(items) if items else "none"))
+        print(f"total {time.perf_counter() - start:.0f} s; report: {path}")
+        return 0
     results = run_quickstart(args.out, args.seed, scale, num_workers=args.num_workers)
     last = list(results["stages"])[-1]
     print(format_table(results["stages"][last], f"held-out accuracy after {last} (seed {args.seed})"))
     below = results.get("below_2x_chance") or []
     print("attributes under 2 x chance: " + (", ".join(below) if below else "none"))
     print(f"total {time.perf_counter() - start:.0f} s; report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def finished_run(out: Path, seed: int) -> dict[str, Any] | None:
+    """The results of a complete full quickstart of ``seed`` in ``out`` whose models are all still there, else None."""
+    try:
+        results = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    complete = results.get("seed") == seed and list(results.get("stages", {})) == [s[0] for s in STAGES]
+    models = results.get("models", {})
+    if not complete or not all(Path(models.get(k, "")).joinpath("config.json").is_file() for k in ("init", "stage2")):
+        return None
+    return results
+
+
+def run_with_ablation(out: Path, seed: int, num_workers: int | None, start: float) -> int:
+    """``--ablation``: the quickstart (reused when already finished in ``out``), then both ablations."""
+    from .ablation import run_ablations
+    from .report import write_report
+
+    results = finished_run(out, seed)
+    if results is None:
+        results = run_quickstart(out, seed, FULL, num_workers=num_workers)
+    else:
+        print(f"reusing the finished seed-{seed} quickstart in {out}")
+    timings: dict[str, float] = {}
+    runner = StageRunner(out, seed, default_workers() if num_workers is None else num_workers,
+                         Timer(timings, print), FULL.stage_steps)
+    results["ablation"] = run_ablations(results, runner)
+    results["ablation_timings"] = timings
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(out, results, out / "world" / "test")
+    for key in ("image_first", "joint"):
+        print(f"ablation {key}: {results['ablation'][key]['verdict']}")
+    print(f"total {time.perf_counter() - start:.0f} s; report: {out / 'report.md'}")
     return 0

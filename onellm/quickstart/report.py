@@ -65,6 +65,20 @@ def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
     md += ["## What each stage added", ""]
     for name in stages:
         md += [f"### {name}", ""] + _table(results["stages"][name]) + [""]
+    if "ablation" in results:
+        from .ablation import ablation_table
+
+        ab = results["ablation"]
+        md += ["## Ablations (the paper's two, in miniature)", "",
+               "(a) stage II after stage I with `init_from_image` (main) vs the same stage II from the initial, "
+               "random UPM; (b) stage III on the joint mix (main) vs one model per new modality trained alone from "
+               "stage II for its share of the joint steps (" + ", ".join(f"{m} {n}" for m, n in
+                                                                          ab["joint"]["steps"].items()) + "). "
+               "Caption hits per attribute on the held-out split, %.", ""] + ablation_table(ab) + [""]
+        md += [f"- (a) {ab['image_first']['verdict']}.", f"- (b) {ab['joint']['verdict']}.", ""]
+        timings = results.get("ablation_timings", {})
+        if timings:
+            md += [f"Ablation run time: {sum(timings.values()):.0f} s.", ""]
     md += ["## Pretrained stand-ins", "",
            f"- language model loss {results['lm_loss'][0]:.2f} -> {results['lm_loss'][1]:.2f}",
            f"- CLIP zero-shot accuracy on held-out 2-D shape images: {results['clip_zero_shot_acc']:.2f}"]
@@ -80,4 +94,33 @@ def write_report(out: Path, results: dict[str, Any], test_dir: Path) -> Path:
                         out / "eval" / f"{stages[-1]}-data" / "requests.jsonl") + [""]
     path = out / "report.md"
     path.write_text("\n".join(md))
+    return path
+
+
+def write_seeds_report(out: Path, runs: dict[int, dict[str, Any]]) -> Path:
+    """``OUT/seeds.md`` of ``onellm quickstart --seeds``: each attribute's held-out caption hits after the last stage
+    and each stage's time, one column per seed (each seed's own report is in ``OUT/seed-N/report.md``)."""
+    from ..data.synth.world import attributes
+
+    seeds = list(runs)
+    last = {seed: r["stages"][list(r["stages"])[-1]] for seed, r in runs.items()}
+    head = "| " + " | ".join(f"seed {seed}" for seed in seeds) + " |"
+    md = ["# OneLLM quickstart, several seeds", "",
+          "Caption hits per attribute on the held-out split after the last stage, % (a caption hits when it names "
+          "the true value and no other value of the attribute). Bar: 2 x chance.", "",
+          "| modality | attribute | chance | bar " + head, "|---|---|---|---|" + "---|" * len(seeds)]
+    first = last[seeds[0]]
+    for m in first:
+        for a in first[m].get("attributes", {}):
+            chance = 100 / len(attributes(m)[a])
+            cells = " | ".join(f"{last[seed][m]['attributes'][a]:.0f}" for seed in seeds)
+            md.append(f"| {m} | {a} | {chance:.0f} | {2 * chance:.0f} | {cells} |")
+    md += ["", "Attributes under the bar: " + "; ".join(
+        f"seed {seed}: " + (", ".join(r.get("below_2x_chance") or []) or "none") for seed, r in runs.items()), "",
+        "## Time per step (s)", "", "| step " + head, "|---|" + "---|" * len(seeds)]
+    for step in runs[seeds[0]]["timings"]:
+        md.append(f"| {step} | " + " | ".join(f"{runs[seed]['timings'].get(step, 0):.0f}" for seed in seeds) + " |")
+    md.append("| total | " + " | ".join(f"{sum(runs[seed]['timings'].values()):.0f}" for seed in seeds) + " |")
+    path = out / "seeds.md"
+    path.write_text("\n".join(md) + "\n")
     return path

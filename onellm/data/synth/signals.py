@@ -9,11 +9,17 @@ from functools import lru_cache
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------------------
-# Audio: a sine tone, steady or gated on/off, plus white noise. 16 kHz mono, 2 s.
+# Audio: a sine tone, steady, gated on/off (beeping) or decaying (fading), plus white noise. 16 kHz mono, 2 s.
 AUDIO_RATE, AUDIO_SECONDS = 16000, 2.0
 # Tone frequencies: about 7 mel bins apart even with 32 kaldi mel bins (20 Hz .. 8 kHz).
 PITCH_HZ: dict[str, float] = {"low": 200.0, "middle": 800.0, "high": 3000.0}
-BEEP_HZ = 4.0  # on/off cycles per second: 4 beeps in any 1-s window
+# 1.5 on/off cycles per second: each on and each off stretch lasts 1/3 s = 33 fbank frames, longer than an audio
+# token's 16-frame window, so whole tokens are on or off (at 4 Hz every token straddled an edge and beeping
+# looked like a dimmer steady tone: the quickstart never learned the pattern). The quickstart's 128 frames (1.28 s)
+# hold about two cycles.
+BEEP_HZ = 1.5
+# Fading: the amplitude falls by 40 dB (x 0.01) over the first 1.28 s, the part the quickstart's 128 frames see.
+FADE_DECADES_PER_S = 2.0 / 1.28
 
 
 def tone(rng: np.random.Generator, pitch: str, pattern: str) -> np.ndarray:
@@ -25,7 +31,9 @@ def tone(rng: np.random.Generator, pitch: str, pattern: str) -> np.ndarray:
     if pattern == "beeping":
         rate = BEEP_HZ * rng.uniform(0.9, 1.1)
         # A square wave with 10-ms soft edges (tanh) so the gating does not click across all mel bins.
-        wave *= 0.5 * (1 + np.tanh(8 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))))
+        wave *= 0.5 * (1 + np.tanh(20 * np.sin(2 * np.pi * rate * t + rng.uniform(0, 2 * np.pi))))
+    elif pattern == "fading":
+        wave *= 10.0 ** (-FADE_DECADES_PER_S * rng.uniform(0.9, 1.1) * t)
     elif pattern != "steady":
         raise ValueError(f"unknown audio pattern {pattern!r}")
     noise = rng.normal(0, amp * rng.uniform(0.005, 0.03), t.shape)
