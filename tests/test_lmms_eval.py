@@ -301,7 +301,9 @@ def test_generate_until_equals_model_chat_and_batching_does_not_matter(lm, model
 def test_until_cuts_the_answer_and_stops_generation(lm, image_docs):
     full = answers(lm, image_docs[:4], {"max_new_tokens": 12, "temperature": 0})
     i, (text, counts) = next((i, a) for i, a in enumerate(full) if len(a[0].strip()) >= 8)
-    stop = text.strip()[4:6]  # occurs after the answer's start: cutting there leaves the start
+    answer = text.strip()
+    # a 2-character stop string whose first occurrence is at index 4 or later, so that cutting leaves a start
+    stop = next(answer[k:k + 2] for k in range(4, len(answer) - 1) if answer.find(answer[k:k + 2]) == k)
     got = answers(lm, [image_docs[i]], {"max_new_tokens": 12, "temperature": 0, "until": [stop]})[0]
     assert got[0] == text.split(stop)[0].strip() and got[0]
     assert got[1].output_tokens < counts.output_tokens  # generation stopped at the until string
