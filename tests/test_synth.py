@@ -209,8 +209,11 @@ def feat_video(x):  # the model averages its 15 frames: so does this descriptor 
     return [colour, torch.stack([(w * (xx - mx) ** 2).sum().sqrt(), (w * (yy - my) ** 2).sum().sqrt()])]
 
 
-def feat_audio(x):  # mean and spread over time of each mel bin
-    return [x[0].mean(1), x[0].std(1)]
+def feat_audio(x):  # per mel bin over time: mean, spread, trend (last - first quarter), on/off edges (beeping)
+    quarter = x.shape[-1] // 4
+    smooth = x[0].unfold(1, 16, 8).mean(-1)  # (bins, windows): 16-frame means, an audio token's width
+    return [x[0].mean(1), x[0].std(1), x[0, :, -quarter:].mean(1) - x[0, :, :quarter].mean(1),
+            smooth.diff(dim=1).abs().mean(1)]
 
 
 def feat_point(x):  # covariance eigenvalues, radius histogram, mean colour
@@ -338,8 +341,8 @@ def test_attribute_accuracy_and_chance():
     assert attribute_accuracy("the tone is middle-pitched", {"pitch": "middle"}) == 1.0
     assert chance_level("image") == pytest.approx((1 / 4 + 1 / 3) / 2)
     assert chance_level("video") == pytest.approx(1 / 4)
-    assert chance_level("audio") == pytest.approx((1 / 3 + 1 / 2) / 2)
-    assert chance_level("rgbd") == chance_level("depth") == pytest.approx((1 / 3 + 1 / 2) / 2)
+    assert chance_level("audio") == pytest.approx(1 / 3)  # 3 pitches, 3 patterns
+    assert chance_level("rgbd") == chance_level("depth") == pytest.approx(1 / 3)  # 3 shapes, 3 distances
     # chance_level is what a caption with one random value per attribute scores on average
     rng = np.random.default_rng(0)
     for modality, vocab in ATTRIBUTES.items():
