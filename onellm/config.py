@@ -406,7 +406,9 @@ _PRESETS: dict[str, OneLLMConfig] = {
         name="quickstart",
         vision=VisionConfig(image_size=32, patch_size=4, width=96, layers=2, head_width=32, embed_dim=64),
         upm=UPMConfig(num_experts=3, expert_layers=1, num_heads=4, multiple_of=32, num_tokens=8),
-        llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
+        # 640 pieces: the world's words and the chat template's system prompt each stay whole words (512 split
+        # the prompt into 101 pieces, 640 gives 29: chats a third as long)
+        llm=LLMConfig(vocab_size=640, hidden_size=128, intermediate_size=352, num_layers=3, num_heads=4,
                       num_kv_heads=4, max_position_embeddings=512),
         inputs=InputsConfig({"audio": {"mel_bins": 32, "frames": 128},
                              "point": {"num_points": 1024, "num_groups": 64, "group_size": 16},

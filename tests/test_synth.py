@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +61,17 @@ def test_manifests_and_files(world):
     for record in align:
         assert record["id"].startswith(f"{record['inputs'][0]['modality']}-train-")
         assert attribute_accuracy(record["caption"], record["attributes"], record["inputs"][0]["modality"]) == 1.0
+    firsts = defaultdict(set)  # per modality: was the caption request first (True) / a question first (False)?
     for record, rec_al in zip(instr, align):
         turns = record["conversations"]
         modality = record["inputs"][0]["modality"]
         assert [t["from"] for t in turns] == ["human", "gpt"] * 3
-        assert turns[0]["value"] in caption_requests(modality) and turns[1]["value"] == rec_al["caption"]
-        asked = {q: a for q, a in zip([t["value"] for t in turns[2::2]], [t["value"] for t in turns[3::2]])}
+        asked = {q: a for q, a in zip([t["value"] for t in turns[::2]], [t["value"] for t in turns[1::2]])}
+        requests = [q for q in asked if q in caption_requests(modality)]
+        assert len(requests) == 1 and asked.pop(requests[0]) == rec_al["caption"]
         assert asked == {QUESTIONS[modality][k]: v for k, v in record["attributes"].items()}
+        firsts[modality].add(turns[0]["value"] in caption_requests(modality))
+    assert all(v == {True, False} for v in firsts.values()), firsts  # questions are also asked first
     tasks = Counter(r["task"] for r in reqs)
     assert tasks == {"caption": 8 * N_SMALL, "qa": 16 * N_SMALL}
     for r in reqs:

@@ -33,7 +33,7 @@ class Scale:
 
     train_per_modality: int = 240
     test_per_modality: int = 48
-    lm_steps: int = 250
+    lm_steps: int = 1000
     clip_steps: int = 700
     clip_scene_photos: int = 16  # 3-D scene photos per class in CLIP pretraining (0: 2-D shapes only)
     stage_steps: dict[str, int] | None = None  # None: each tiny recipe's own max_steps (the full run is the recipes)

@@ -4,8 +4,9 @@
 JSONL manifests in ``out_dir/<split>/`` (paths relative to that folder):
 
 * ``alignment.jsonl``: ``{"id", "inputs", "caption", "attributes"}``, one per sample;
-* ``instruction.jsonl``: ``{"id", "inputs", "conversations", "attributes"}``: a caption request -> the caption,
-  then one question per attribute (random order) -> the bare value;
+* ``instruction.jsonl``: ``{"id", "inputs", "conversations", "attributes"}``: a caption request -> the caption
+  and one question per attribute -> the bare value, in a random order (each is also asked first, as the single-turn
+  ``requests.jsonl`` asks it: after the caption, an answer could be copied from it instead of read from the input);
 * ``requests.jsonl``: per sample one ``"task": "caption"`` request (prompt = the first phrasing of
   :func:`~onellm.data.synth.world.caption_requests`) and one ``"task": "qa"`` request per attribute
   (with ``"attribute"``); ids are ``<sample id>-caption`` / ``<sample id>-<attribute>``.
@@ -43,9 +44,13 @@ def _records(modality: str, sid: str, inp: dict, attrs: dict[str, str],
     cap = caption(m, attrs, int(rng.integers(1 << 16)))
     asked = questions(m)
     requests = caption_requests(m)
-    turns = [{"from": "human", "value": requests[int(rng.integers(len(requests)))]}, {"from": "gpt", "value": cap}]
-    for name in rng.permutation(list(attrs)).tolist():
-        turns += [{"from": "human", "value": asked[name]}, {"from": "gpt", "value": attrs[name]}]
+    turns = []
+    for name in rng.permutation(["", *attrs]).tolist():  # "": the caption request, in a random place like the rest
+        if name:
+            turns += [{"from": "human", "value": asked[name]}, {"from": "gpt", "value": attrs[name]}]
+        else:
+            turns += [{"from": "human", "value": requests[int(rng.integers(len(requests)))]},
+                      {"from": "gpt", "value": cap}]
     reqs = [{"id": f"{sid}-caption", "inputs": [inp], "prompt": requests[0], "answer": cap, "attributes": attrs,
              "task": "caption"}]
     reqs += [{"id": f"{sid}-{name}", "inputs": [inp], "prompt": asked[name], "answer": value,
