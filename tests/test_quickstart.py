@@ -97,9 +97,9 @@ def test_ablation_arms_train_what_they_claim(tmp_path):
     out = tmp_path / "qs"
     base = run_quickstart(out, seed=1, scale=micro, log=lambda *_: None, num_workers=0)
     assert finished_run(out, 1) is not None and finished_run(out, 2) is None  # reused only for the same seed
-    # stage III's repeats: image/video/point/fmri 1, audio/normal 2, depth 4, imu 6 (18 in all)
+    # stage III's repeats: image/video/point/fmri 1, normal 2, audio 3, depth 4, imu 6 (19 in all)
     recipe = load_recipe(recipes_dir() / STAGES[2][1])
-    assert modality_shares(recipe, 36) == {"image": 2, "video": 2, "point": 2, "fmri": 2, "audio": 4, "normal": 4,
+    assert modality_shares(recipe, 38) == {"image": 2, "video": 2, "point": 2, "fmri": 2, "normal": 4, "audio": 6,
                                            "depth": 8, "imu": 12}
     timings: dict[str, float] = {}
     ablation = run_ablations(base, StageRunner(out, 1, 0, Timer(timings, lambda *_: None), micro.stage_steps),
@@ -134,3 +134,42 @@ def test_ablation_verdict_follows_the_numbers():
     assert verdict(70.0, 50.0, "Joint training").startswith("Joint training helps here, as in the paper")
     assert verdict(40.0, 50.0, "Joint training").startswith("Joint training hurts here, unlike the paper")
     assert verdict(52.0, 50.0, "Joint training").startswith("no clear difference at this scale")
+
+
+def test_seeds_table_per_seed_and_finished_runs_reused(tmp_path, monkeypatch, capsys):
+    """`--seeds`: one run per seed into OUT/seed-N, seeds.md with each attribute per seed against its 2x-chance bar
+    and each stage's time; a finished full run of a seed already there is reused, not run again."""
+    import argparse
+
+    import onellm.quickstart as qs
+    from onellm.quickstart import STAGES
+    from onellm.quickstart.stages import below_bar
+
+    calls = []
+
+    def fake_run(out, seed, scale, num_workers=None):  # a finished run's results.json (what finished_run reads)
+        calls.append(seed)
+        models = {}
+        for name in ("init", *(s[0] for s in STAGES)):
+            (out / name).mkdir(parents=True, exist_ok=True)
+            (out / name / "config.json").write_text("{}")
+            models[name] = str(out / name)
+        last = {"audio": {"caption_acc": 50.0, "qa_acc": 50.0, "chance": 33.3, "n": 48,
+                          "attributes": {"pitch": 90.0 - 30 * seed, "pattern": 70.0}}}
+        results = {"seed": seed, "stages": {s[0]: last for s in STAGES}, "models": models,
+                   "timings": {"train stage2": 100.0 + seed, "train stage3": 200.0}, "below_2x_chance": below_bar(last)}
+        (out / "results.json").write_text(json.dumps(results))
+        return results
+
+    monkeypatch.setattr(qs, "run_quickstart", fake_run)
+    args = argparse.Namespace(out=str(tmp_path), only=None, seed=0, seeds=[0, 1], reduced=False, ablation=False,
+                              num_workers=0)
+    assert qs.run(args) == 0 and calls == [0, 1]
+    table = (tmp_path / "seeds.md").read_text()
+    assert "| audio | pitch | 33 | 67 | 90 | 60 |" in table and "| audio | pattern | 33 | 67 | 70 | 70 |" in table
+    assert "seed 0: none; seed 1: audio.pitch 60 % < 67 %" in table
+    assert "| train stage2 | 100 | 101 |" in table and "| total | 300 | 301 |" in table
+    assert "seed 1: attributes under 2 x chance: audio.pitch 60 % < 67 %" in capsys.readouterr().out
+    args.seeds = [1, 2]
+    assert qs.run(args) == 0 and calls == [0, 1, 2]  # seed 1 reused
+    assert "reusing the finished seed-1 quickstart" in capsys.readouterr().out

@@ -158,8 +158,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "directory at --out (the start of the step-by-step progression in the README)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the models and the training (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
-                   help="run the quickstart once per seed into OUT/seed-N and write OUT/seeds.md: the per-attribute "
-                        "table and the time per stage of every seed side by side")
+                   help="run the quickstart once per seed into OUT/seed-N (a finished full run of that seed already "
+                        "there is reused) and write OUT/seeds.md: the per-attribute table and the time per stage of "
+                        "every seed side by side")
     p.add_argument("--reduced", action="store_true", help="fewer samples and steps (the integration test's size)")
     p.add_argument("--ablation", action="store_true",
                    help="also run the paper's two ablations in miniature (image-first initialisation vs a random "
@@ -190,8 +191,14 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         from .report import write_seeds_report
 
-        runs = {seed: run_quickstart(Path(args.out) / f"seed-{seed}", seed, scale, num_workers=args.num_workers)
-                for seed in args.seeds}
+        runs = {}
+        for seed in args.seeds:
+            seed_out = Path(args.out) / f"seed-{seed}"
+            runs[seed] = finished_run(seed_out, seed) if scale is FULL else None
+            if runs[seed] is not None:
+                print(f"reusing the finished seed-{seed} quickstart in {seed_out}")
+            else:
+                runs[seed] = run_quickstart(seed_out, seed, scale, num_workers=args.num_workers)
         path = write_seeds_report(Path(args.out), runs)
         below = {seed: r.get("below_2x_chance") or [] for seed, r in runs.items()}
         for seed, items in below.items():
