@@ -9,13 +9,16 @@ from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
 
 
 def test_reduced_quickstart_beats_chance_clearly(tmp_path):
-    # its run time (about two minutes on 2 quiet cores) is reported in results["timings"], not asserted here
+    # its run time (about four minutes on 2 quiet cores) is reported in results["timings"], not asserted here
     results = run_quickstart(tmp_path / "qs", seed=0, scale=REDUCED, log=lambda *_: None)
     assert set(results["timings"]) >= {"synthetic world", "init", "train stage1", "train stage2"}
     final = results["stages"]["stage2"]
-    for modality, margin in (("image", 0.25), ("video", 0.2)):
+    for modality, margin in (("image", 0.25), ("video", 0.2), ("point", 0.4)):
         acc, chance = final[modality]["caption_acc"] / 100, final[modality]["chance"] / 100
         assert acc >= chance + margin, (modality, acc, chance)
+    # the geometric attributes, not only colour (chance 25 % each; measured: point shape 92 %, video motion 46 %)
+    assert final["point"]["attributes"]["shape"] >= 25 + 40, final["point"]
+    assert final["video"]["attributes"]["motion"] >= 25 + 15, final["video"]
     stage1 = results["stages"]["stage1"]["image"]
     assert stage1["caption_acc"] > stage1["chance"] + 20  # stage I alone already beats chance on image
     report = (tmp_path / "qs" / "report.md").read_text()
@@ -173,3 +176,37 @@ def test_seeds_table_per_seed_and_finished_runs_reused(tmp_path, monkeypatch, ca
     args.seeds = [1, 2]
     assert qs.run(args) == 0 and calls == [0, 1, 2]  # seed 1 reused
     assert "reusing the finished seed-1 quickstart" in capsys.readouterr().out
+
+
+def test_stand_in_lm_corpus_puts_the_values_before_every_sequence(tmp_path):
+    """The stand-in LM learns to read: every caption and chat has its attribute words in front (where the modality
+    tokens will stand), chats ask the caption and each question in a random order (each question also first), and
+    the tokenizer keeps the chat template's words whole (a short context between those tokens and the answer)."""
+    import random
+
+    from onellm.data.synth import world
+    from onellm.data.template import SYSTEM
+    from onellm.data.text import load_tokenizer, train_sentencepiece
+    from onellm.quickstart.pretrain import language_corpus, tokenizer_corpus, world_conversations
+
+    config = OneLLMConfig.preset("quickstart")
+    tok = load_tokenizer(train_sentencepiece(tokenizer_corpus() * 4, tmp_path, vocab_size=config.llm.vocab_size))
+    assert len(tok.encode(SYSTEM)) <= 40  # 101 pieces with a 512-piece vocabulary and the template weighted once
+    assert all(len(tok.encode(v)) == 1 for m in world.ATTRIBUTES for vs in world.attributes(m).values() for v in vs
+               if " " not in v)
+    seqs = language_corpus(tok, seed=0, modalities=["audio"])
+    combos = world.combinations("audio")
+    assert len(seqs) == len(combos) * (len(world.caption_templates("audio")) + 3)
+    vocab = world.attributes("audio")
+    for seq in seqs:
+        assert seq[0] == tok.bos_id
+        words = tok.decode(seq[1:]).split()
+        assert {words[0], words[1]} in [{p, q} for p in vocab["pitch"] for q in vocab["pattern"]], words[:4]
+    chats = world_conversations(random.Random(0), ["audio"])
+    requests = set(world.caption_requests("audio"))
+    firsts = {turns[0]["value"] for turns, _ in chats}
+    assert firsts & requests and set(world.QUESTIONS["audio"].values()) <= firsts
+    for k in range(0, len(chats), 3):  # the first chat of a combination asks everything once
+        turns, attrs = chats[k]
+        asked = [t["value"] for t in turns[::2]]
+        assert len(asked) == 3 and len(set(asked) & requests) == 1 and chats[k + 1][1] == attrs

@@ -1,7 +1,8 @@
 """Stand-ins for the pretrained parts, trained on the synthetic world because nothing may be downloaded.
 
 * :func:`pretrain_language_model`: a tiny LLaMA (HF ``LlamaForCausalLM``) trained as a plain causal LM on the
-  world's language: every caption of every attribute combination and QA conversations in the chat template.
+  world's language: every caption of every attribute combination and QA conversations in the chat template, each
+  after its attribute words, so that it answers from what precedes it, as a real LLaMA reads its context.
 * :func:`pretrain_clip`: a tiny open_clip ``CLIP`` trained with open_clip's own ``ClipLoss`` on rendered
   image-caption pairs: the flat 2-D shapes of the image modality and, like the photos of objects a real CLIP has
   seen, RGB photos of the 3-D scenes (sphere, cube, cone on the ground). Each batch holds every (colour, shape)
@@ -65,9 +66,12 @@ def language_corpus(tokenizer: TextTokenizer, seed: int, modalities=None) -> lis
     (see :func:`keyword_prefix`), where the modality tokens will stand: captions (``[bos] values caption [eos]``,
     every template) and chats (``[bos] values`` + the template, see :func:`world_conversations`).
 
-    Every sequence depends on its prefix: without the plain captions and chats of before (half of the corpus), a
-    250-step LM named the true value of under a third of the attributes from a prefix (chance: a third); with the
-    prefix everywhere and 500 steps, most of them, in chats too (measured with a probe of generated answers)."""
+    Measured with a probe (generate from ``[bos] values`` alone, and from the values before a caption request or a
+    question in the chat template; does the answer name each value?): the corpus of before (half of it without
+    a prefix, captions always first in chats, 250 steps) read nothing in chats (25-33 %, chance); this one, 1000
+    steps, names the prefix's values in 92 % of the answers (mean over every attribute and modality and the three
+    forms). Without that, the alignment stages had to teach the frozen LLM to read, and instruction tuning had to
+    teach it again inside the chat template."""
     rng = random.Random(seed)
     modalities = list(modalities or world.ATTRIBUTES)
     seqs = []
