@@ -34,20 +34,14 @@ def world_conversations(rng: random.Random, modalities=None,
     question is also asked first, as the benchmark's single-turn requests ask it."""
     chats = []
     for modality in modalities or world.ATTRIBUTES:
-        questions = world.QUESTIONS[modality]
         for attrs in world.combinations(modality):
             for k in range(per_combination):
                 asked = [None, *attrs]  # None: the caption request
                 rng.shuffle(asked)
                 if k:
                     asked = asked[: rng.randint(1, len(asked))]
-                turns = []
-                for name in asked:
-                    if name is None:
-                        turns += [{"from": "human", "value": rng.choice(world.caption_requests(modality))},
-                                  {"from": "gpt", "value": world.caption(modality, attrs, rng.randrange(3))}]
-                    else:
-                        turns += [{"from": "human", "value": questions[name]}, {"from": "gpt", "value": attrs[name]}]
+                turns = world.conversation(modality, attrs, asked, lambda: (
+                    rng.choice(world.caption_requests(modality)), world.caption(modality, attrs, rng.randrange(3))))
                 chats.append((turns, attrs))
     return chats
 

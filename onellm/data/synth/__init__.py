@@ -30,6 +30,7 @@ from ...io import atomic_write_text
 from ...modalities import get as modality_definition
 from ...modalities import parse_modalities
 from .world import (ATTRIBUTES, attribute_accuracy, balanced_assignments, caption, caption_requests, chance_level,
+                    conversation,
                     questions, world_modalities)
 
 __all__ = ["generate_world", "add_arguments", "run", "attribute_accuracy", "chance_level", "ATTRIBUTES"]
@@ -44,13 +45,8 @@ def _records(modality: str, sid: str, inp: dict, attrs: dict[str, str],
     cap = caption(m, attrs, int(rng.integers(1 << 16)))
     asked = questions(m)
     requests = caption_requests(m)
-    turns = []
-    for name in rng.permutation(["", *attrs]).tolist():  # "": the caption request, in a random place like the rest
-        if name:
-            turns += [{"from": "human", "value": asked[name]}, {"from": "gpt", "value": attrs[name]}]
-        else:
-            turns += [{"from": "human", "value": requests[int(rng.integers(len(requests)))]},
-                      {"from": "gpt", "value": cap}]
+    order = [name or None for name in rng.permutation(["", *attrs]).tolist()]  # None: the caption request
+    turns = conversation(m, attrs, order, lambda: (requests[int(rng.integers(len(requests)))], cap))
     reqs = [{"id": f"{sid}-caption", "inputs": [inp], "prompt": requests[0], "answer": cap, "attributes": attrs,
              "task": "caption"}]
     reqs += [{"id": f"{sid}-{name}", "inputs": [inp], "prompt": asked[name], "answer": value,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from functools import lru_cache
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,6 +74,18 @@ def caption_requests(modality: str) -> tuple[str, ...]:
     definition = modality_definition(modality)
     noun = definition.noun
     return (f"Describe this {noun}.", definition.caption_prompt, f"What is in this {noun}?")
+
+
+def conversation(modality: str, attrs: Mapping[str, str], asked: Sequence[str | None],
+                 caption_turn: Callable[[], tuple[str, str]]) -> list[dict[str, str]]:
+    """LLaVA-style turns asking ``asked`` in that order: an attribute name -> its question and the bare value; None
+    -> ``caption_turn()``'s (caption request, caption), drawn when its turn comes (callers' random streams)."""
+    questions = _synth(modality).questions
+    turns = []
+    for name in asked:
+        question, answer = caption_turn() if name is None else (questions[name], attrs[name])
+        turns += [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+    return turns
 
 
 def combinations(modality: str) -> list[dict[str, str]]:
