@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Collection, Literal, Sequence
 
 import torch
 from torch.utils.data import Dataset
@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..modalities import get as modality_definition
 from ..processing import OneLLMProcessor, PackedSample
 from .errors import InputError
+from .input_cache import InputCache, cache_key
 from .manifest import ManifestIndex, Record, text_chars
 
 
@@ -48,12 +49,17 @@ class ManifestDataset(Dataset):
         seed: augmentations draw from RNGs seeded per (seed, epoch, index), so the same sample gets the same crop
             in a resumed run as in an uninterrupted one, whatever worker loads it.
         feature_store: an ``onellm.features.FeatureStore``: cached CLIP features of frozen-path inputs.
+        input_cache: an :class:`~onellm.data.input_cache.InputCache` for the loaded tensors of inputs whose
+            loading draws no augmentation (video, IMU, fMRI in training; every input when ``train`` is False).
+        augment: in training, the modalities whose loads draw the original augmentations (True: all, False:
+            none); the others load as in eval.
     """
 
     truncate = True
 
     def __init__(self, records: Sequence[Record], processor: OneLLMProcessor, train: bool = True,
-                 max_length: int | None = None, seed: int | None = None, feature_store=None):
+                 max_length: int | None = None, seed: int | None = None, feature_store=None,
+                 input_cache: InputCache | None = None, augment: bool | Collection[str] = True):
         self.records = records if isinstance(records, ManifestIndex) else list(records)
         self.processor = processor
         self.config = processor.config
@@ -63,6 +69,8 @@ class ManifestDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.feature_store = feature_store
+        self.input_cache = input_cache
+        self.augment = augment if isinstance(augment, bool) else frozenset(augment)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -79,8 +87,25 @@ class ManifestDataset(Dataset):
             if self.feature_store is not None and key in self.feature_store:
                 out.append((ref.modality, CachedFeatures(self.feature_store.get(key))))
             else:
-                out.append((ref.modality, self.processor.load_input(ref.modality, ref.as_source(), train=self.train)))
+                out.append((ref.modality, self.load_input(ref.modality, ref.as_source())))
         return out
+
+    def augments(self, modality: str) -> bool:
+        """Whether loading ``modality`` draws random augmentations here."""
+        definition = modality_definition(modality)
+        chosen = self.augment if isinstance(self.augment, bool) else definition.name in self.augment
+        return self.train and chosen and definition.loader.augments
+
+    def load_input(self, modality: str, source: Any) -> torch.Tensor:
+        augments = self.augments(modality)
+        cacheable = self.input_cache is not None and not augments
+        key = cache_key(modality, source) if cacheable else ""
+        tensor = self.input_cache.get(key) if cacheable else None
+        if tensor is None:
+            tensor = self.processor.load_input(modality, source, train=augments)
+            if cacheable:
+                self.input_cache.put(key, tensor)
+        return tensor
 
     def __getitem__(self, index: int) -> PackedSample | FailedSample:
         return self.build_item(index, self.records[index])

@@ -73,6 +73,8 @@ class LoaderSpec:
         decoded: the in-memory form this modality takes from engines that decode media themselves (vLLM's OpenAI
             server): ``"pil"`` (a PIL image), ``"waveform"`` (``(samples, rate)``) or ``"frames"``
             (``((T, H, W, 3) uint8, metadata)``); None where only files and tensors are taken.
+        augments: ``train=True`` draws random augmentations; False where a training load equals an eval load
+            (such tensors may be kept in memory between epochs: ``input_cache_mb`` of a recipe).
     """
 
     load: Callable[..., "torch.Tensor"]
@@ -83,6 +85,7 @@ class LoaderSpec:
     number_options: tuple[str, ...] = ()
     option_help: Mapping[str, str] = field(default_factory=dict)  # one line per option (CLI flags, docs)
     decoded: str | None = None
+    augments: bool = True
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ FMRI = ModalityDefinition(
     name="fmri",
     encoder_input=OwnTokenizer(build=build_tokenizer, num_tokens=lambda config: config.inputs.fmri.tokens),
     input_shape=lambda config: (1, config.inputs.fmri.voxels),
-    loader=LoaderSpec(load, ARRAY_FILES),
+    loader=LoaderSpec(load, ARRAY_FILES, augments=False),
     caption_prompt="Describe the scene based on fMRI data.",
     noun="fMRI recording",
     input_config=FMRIInputs,

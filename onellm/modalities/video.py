@@ -42,7 +42,7 @@ VIDEO = ModalityDefinition(
     input_shape=lambda config: (config.inputs.video.frames, 3, config.vision.image_size, config.vision.image_size),
     loader=LoaderSpec(load, VIDEO_FILES, options=("backend",),
                       option_help={"backend": "video decoder: auto (decord, PyAV fallback), decord or av"},
-                      decoded="frames"),
+                      decoded="frames", augments=False),
     caption_prompt="Provide a one-sentence caption for the provided video.",
     noun="video",
     input_config=VideoInputs,

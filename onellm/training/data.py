@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader
 
 from ..data.datasets import AlignmentDataset, Collator, InstructionDataset, ManifestDataset
+from ..data.input_cache import InputCache
 from ..data.manifest import ManifestIndex
 from ..data.samplers import LengthGroupedBatchSampler, ModalityBatchSampler, ShardedGroup, group_indices
 from ..errors import TrainingDataError
@@ -118,7 +119,7 @@ def _shard_dataset(spec: DatasetSpec, recipe: Recipe, processor: OneLLMProcessor
     if caption_key == "auto" and shards.descriptor.get("caption_key"):
         caption_key = shards.descriptor["caption_key"]
     return ShardDataset(shards, key, processor, caption_key=caption_key, train=True,
-                        max_length=recipe.max_seq_len, seed=recipe.seed, feature_store=store)
+                        max_length=recipe.max_seq_len, seed=recipe.seed, feature_store=store, augment=recipe.augment)
 
 
 def build_train_data(recipe: Recipe, processor: OneLLMProcessor, rank: int, world_size: int, log=print) -> TrainData:
@@ -130,6 +131,9 @@ def build_train_data(recipe: Recipe, processor: OneLLMProcessor, rank: int, worl
         from ..features import FeatureStore
 
         store = FeatureStore(recipe.feature_cache)
+    # One cache for every manifest entry (an input listed in two entries is decoded once); each DataLoader worker
+    # gets its own copy of the (empty) cache when it starts.
+    input_cache = InputCache(recipe.input_cache_mb * 2**20) if recipe.input_cache_mb else None
     specs = []
     for spec in recipe.datasets:
         if spec.shards is not None:
@@ -143,7 +147,7 @@ def build_train_data(recipe: Recipe, processor: OneLLMProcessor, rank: int, worl
                 log(f"WARNING: {spec.manifest}: no records of modalities {spec.modalities}; this entry is skipped")
                 continue
             ds = cls(records, processor, train=True, max_length=recipe.max_seq_len, seed=recipe.seed,
-                     feature_store=store)
+                     feature_store=store, input_cache=input_cache, augment=recipe.augment)
         datasets.append(ds)
         specs.append(spec)
     if not datasets:

@@ -205,6 +205,12 @@ class Recipe:
     interleave: Literal["shuffle", "round_robin"] = "shuffle"
     max_seq_len: PosInt | None = None  # default: the model config's
     feature_cache: str | None = None  # frozen-encoder feature cache directory (`onellm cache-features`)
+    # MB of loaded input tensors kept in memory per data-loading process, for modalities whose training load draws
+    # no augmentation (video, IMU, fMRI): later epochs skip decoding them; 0 turns it off
+    input_cache_mb: NonNegInt = 0
+    # modalities whose training loads draw the original augmentations (random crops, SpecAugment masks, random point
+    # subsets): true (all, as the original), false (none) or a list; the others load as in evaluation
+    augment: Selection = True
     log_every: PosInt = 10
     save_every: PosInt = 500  # optimizer steps between checkpoints (and one at the end)
     keep_last: PosInt = 2  # complete checkpoints kept; >= 2 lets resume fall back when the newest is damaged

@@ -75,8 +75,8 @@ class ShardDataset(AlignmentDataset):
             if self.feature_store is not None and fkey in self.feature_store:
                 out.append((item.modality, CachedFeatures(self.feature_store.get(fkey))))
             else:
-                out.append((item.modality, decode_input(item.modality, item.member, item.options, train=self.train,
-                                                        config=self.config)))
+                out.append((item.modality, decode_input(item.modality, item.member, item.options,
+                                                        train=self.augments(item.modality), config=self.config)))
         return out
 
     def modality_keys(self) -> list[str]:
