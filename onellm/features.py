@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Collection, Iterable
 
 import torch
 
@@ -114,8 +114,10 @@ def _write_index(directory: Path, meta: dict) -> None:
 
 
 def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 32, num_workers: int = 2,
-                   shard_size: int = 2048, progress: bool = True) -> dict[str, int]:
-    """Encode every cacheable input of ``records`` into ``out`` (resumable). Returns counts."""
+                   shard_size: int = 2048, progress: bool = True,
+                   modalities: Collection[str] | None = None) -> dict[str, int]:
+    """Encode every cacheable input of ``records`` (of ``modalities`` only, when given) into ``out`` (resumable).
+    Returns counts."""
     from torch.utils.data import DataLoader, Dataset
     from tqdm import tqdm
 
@@ -131,7 +133,8 @@ def cache_features(model, records: Iterable, out: str | Path, batch_size: int = 
             else {"model": str(model.name_or_path), "dtype": str(dtype), "entries": {}})
     entries: dict[str, str] = meta["entries"]
     todo = [(r.id, k, ref) for r in records for k, ref in enumerate(r.inputs)
-            if cacheable(ref.modality) and feature_key(r.id, k) not in entries]
+            if cacheable(ref.modality) and feature_key(r.id, k) not in entries
+            and (modalities is None or modality_definition(ref.modality).name in modalities)]
 
     class _Inputs(Dataset):
         def __len__(self):

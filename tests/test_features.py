@@ -76,6 +76,19 @@ def test_mixed_raw_and_cached_inputs_in_one_batch(world, model_dir, tmp_path):
         torch.testing.assert_close(embeds(batch), embeds(ref), atol=1e-6, rtol=1e-5)
 
 
+def test_cache_features_of_chosen_modalities_only(world, model_dir, tmp_path, capsys):
+    manifest = str(world / "alignment.jsonl")
+    base = ["cache-features", "--model", str(model_dir), "--manifest", manifest, "--num-workers", "0"]
+    assert main(base + ["--out", str(tmp_path / "v"), "--modalities", "video"]) == 0
+    store = FeatureStore(tmp_path / "v")
+    records = read_manifest(world / "alignment.jsonl")
+    assert sorted(r.modality_key for r in records if feature_key(r.id, 0) in store) == ["video"] * 5
+    for bad, says in ((["audio"], "trainable tokenizer"), (["smell"], "unknown modality")):
+        with pytest.raises(SystemExit) as exc:
+            main(base + ["--out", str(tmp_path / "x"), "--modalities", *bad])
+        assert says in str(exc.value)
+
+
 def test_cache_resumes_after_a_kill_without_losing_or_duplicating(world, model_dir, tmp_path):
     out = tmp_path / "cache"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

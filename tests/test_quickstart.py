@@ -11,7 +11,8 @@ from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
 def test_reduced_quickstart_beats_chance_clearly(tmp_path):
     # its run time (about four minutes on 2 quiet cores) is reported in results["timings"], not asserted here
     results = run_quickstart(tmp_path / "qs", seed=0, scale=REDUCED, log=lambda *_: None)
-    assert set(results["timings"]) >= {"synthetic world", "init", "train stage1", "train stage2"}
+    assert set(results["timings"]) >= {"synthetic world", "init", "cache video features", "train stage1",
+                                       "train stage2"}
     final = results["stages"]["stage2"]
     for modality, margin in (("image", 0.25), ("video", 0.2), ("point", 0.4)):
         acc, chance = final[modality]["caption_acc"] / 100, final[modality]["chance"] / 100
@@ -26,6 +27,39 @@ def test_reduced_quickstart_beats_chance_clearly(tmp_path):
     assert "| image-test-00000-caption | Describe this image. |" in report  # examples show their prompt
     assert (tmp_path / "qs" / "loss_curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "qs" / "results.json").read_text())["stages"] == results["stages"]
+    for stage in ("stage1", "stage2"):  # every stage reads the videos' CLIP features the quickstart cached
+        recipe = json.loads((tmp_path / "qs" / stage / "recipe.json").read_text())
+        assert recipe["feature_cache"] == str(tmp_path / "qs" / "features")
+
+
+def test_video_features_cached_for_the_stages_equal_clip_on_the_frames(tmp_path, model_dir):
+    """The quickstart encodes every training video once with the frozen CLIP; the stages read those features."""
+    from onellm import OneLLM
+    from onellm.data.loaders import load_modality
+    from onellm.data.manifest import read_manifest
+    from onellm.data.synth import generate_world
+    from onellm.features import FeatureStore, feature_key
+    from onellm.quickstart import cache_video_features
+
+    generate_world(tmp_path / "world", 3, 0, "train", modalities=["video", "image"])
+    out = cache_video_features(model_dir, tmp_path / "world" / "train", tmp_path / "features", num_workers=0)
+    store, model = FeatureStore(out), OneLLM.from_pretrained(model_dir)
+    records = read_manifest(tmp_path / "world" / "train" / "alignment.jsonl")
+    videos = [r for r in records if r.modality_key == "video"]
+    assert len(videos) == 3 and not any(feature_key(r.id, 0) in store for r in records if r not in videos)
+    for r in videos:
+        frames = load_modality("video", r.inputs[0].as_source(), config=model.config)
+        with torch.no_grad():
+            expected = model.encode_clip("video", frames[None])[0]
+        torch.testing.assert_close(store.get(feature_key(r.id, 0)).float(), expected, atol=1e-6, rtol=1e-5)
+    assert cache_video_features(model_dir, _image_only(tmp_path), tmp_path / "f2", 0) is None
+
+
+def _image_only(tmp_path):
+    from onellm.data.synth import generate_world
+
+    generate_world(tmp_path / "w2", 2, 0, "train", modalities=["image"])
+    return tmp_path / "w2" / "train"
 
 
 def test_fixed_seed_reproduces_the_table(tmp_path):

@@ -57,6 +57,34 @@ def test_overrides_and_validation(tmp_path):
         load_recipe(RECIPES[0], ["trainable.upm=[smell]"])
 
 
+def test_cpu_optimizer_is_the_multi_tensor_adamw_with_the_default_updates_bits():
+    from onellm.training.optim import build_optimizer, param_groups
+    from onellm.training.recipe import OptimizerSpec
+
+    def run(foreach_default: bool):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(40, 64), torch.nn.LayerNorm(64), torch.nn.Linear(64, 8))
+        spec = OptimizerSpec(lr=2e-3, weight_decay=0.1)
+        if foreach_default:  # what torch does on CPU when nobody asks: one Python update per parameter
+            opt = torch.optim.AdamW(param_groups(model, spec.weight_decay), lr=spec.lr, betas=tuple(spec.betas),
+                                    eps=spec.eps)
+        else:
+            opt = build_optimizer(model, spec, "cpu")
+        assert all(g["foreach"] is (None if foreach_default else True) for g in opt.param_groups)
+        gen = torch.Generator().manual_seed(1)
+        for step in range(20):
+            model.zero_grad()
+            model(torch.randn(16, 40, generator=gen)).square().mean().backward()
+            for group in opt.param_groups:
+                group["lr"] = spec.lr * (1 - step / 40)
+            opt.step()
+        return model.state_dict()
+
+    fast, default = run(False), run(True)
+    assert len(build_optimizer(torch.nn.Linear(2, 2), OptimizerSpec(weight_decay=0.1), "cpu").param_groups) == 2
+    assert all(torch.equal(fast[k], default[k]) for k in fast)
+
+
 def test_schedule_warmup_then_cosine_to_min():
     s = ScheduleSpec(warmup_steps=10, decay_steps=110)
     lrs = [lr_at(i, 1.0, 0.1, s, 200) for i in range(200)]

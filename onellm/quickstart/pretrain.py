@@ -13,6 +13,7 @@ Both are then frozen by the alignment recipes, as LLaMA-2 and CLIP are in the re
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -98,7 +99,7 @@ def pretrain_language_model(config: OneLLMConfig, tokenizer: TextTokenizer, step
     seqs = language_corpus(tokenizer, seed, modalities)
     by_length = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     halves = [by_length[: len(seqs) // 2], by_length[len(seqs) // 2:]]
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01, foreach=True)
     rng = np.random.default_rng(seed)
     losses = []
     for step in range(steps):
@@ -168,7 +169,7 @@ def pretrain_clip(config: OneLLMConfig, steps: int, lr: float = 1e-3, seed: int 
     pool = [[Image.fromarray(scene_photo(rng, **a)) for _ in range(scene_photos)] for a in SCENE_CLASSES] \
         if scene_photos else []
     loss_fn = ClipLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.1, foreach=True)
     size = config.vision.image_size
     losses = []
     for step in range(steps):
@@ -226,3 +227,21 @@ def clip_zero_shot_accuracy(model, config: OneLLMConfig, n: int = 48, seed: int 
                                                      config.vision.image_size)) for k in labels])
         pred = (F.normalize(model.encode_image(imgs), dim=-1) @ text.T).argmax(-1)
     return float((pred.numpy() == labels).mean())
+
+
+def stand_in_clip(config: OneLLMConfig, steps: int, seed: int, scene_photos: int, path: str | Path,
+                  threads: int | None = None) -> dict:
+    """Pretrain the stand-in CLIP, save its visual tower to ``path`` and score it (zero-shot, held out). Runs in a
+    child process beside the language model's pretraining (``threads``: its share of the cores), so it returns
+    plain data: losses, accuracies, seconds and its log lines."""
+    start = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    lines: list[str] = []
+    clip, losses = pretrain_clip(config, steps, seed=seed, log=lines.append, scene_photos=scene_photos)
+    save_clip_visual(clip, path)
+    out = {"losses": losses, "zero_shot": clip_zero_shot_accuracy(clip, config), "log": lines}
+    if scene_photos:
+        out["zero_shot_scenes"] = clip_zero_shot_accuracy(clip, config, scenes=True)
+    out["seconds"] = round(time.perf_counter() - start, 1)
+    return out

@@ -60,6 +60,7 @@ class StageRunner:
     num_workers: int
     timed: Timer
     stage_steps: dict[str, int] | None = None  # per stage name: max_steps instead of the recipe's
+    feature_cache: Path | None = None  # CLIP features of the world's videos (every stage keeps CLIP frozen)
 
     @property
     def world(self) -> Path:
@@ -84,7 +85,9 @@ class StageRunner:
         steps = steps or self.steps(name, recipe_file)
         recipe = self.recipe(recipe_file, [f"model={previous}", f"output_dir={self.out / label}", f"max_steps={steps}",
                                            f"seed={self.seed}", f"num_workers={self.num_workers}", "report_to=[]",
-                                           "resume=never", f"save_every={steps}", "log_every=100000", *overrides])
+                                           "resume=never", f"save_every={steps}", "log_every=100000",
+                                           *([f"feature_cache={self.feature_cache}"] if self.feature_cache else []),
+                                           *overrides])
         for ds in recipe.datasets:
             ds.manifest = str(self.world / "train" / Path(ds.manifest).name)
         with self.timed(f"train {label}"):
