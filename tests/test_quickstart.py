@@ -134,10 +134,10 @@ def test_ablation_arms_train_what_they_claim(tmp_path):
     out = tmp_path / "qs"
     base = run_quickstart(out, seed=1, scale=micro, log=lambda *_: None, num_workers=0)
     assert finished_run(out, 1) is not None and finished_run(out, 2) is None  # reused only for the same seed
-    # stage III's repeats: image/video/point/fmri 1, normal 2, audio 3, depth 4, imu 6 (19 in all)
+    # stage III's repeats: image/video/audio/point/fmri 1, normal 2, depth 6, imu 6 (19 in all)
     recipe = load_recipe(recipes_dir() / STAGES[2][1])
-    assert modality_shares(recipe, 38) == {"image": 2, "video": 2, "point": 2, "fmri": 2, "normal": 4, "audio": 6,
-                                           "depth": 8, "imu": 12}
+    assert modality_shares(recipe, 38) == {"image": 2, "video": 2, "audio": 2, "point": 2, "fmri": 2, "normal": 4,
+                                           "depth": 12, "imu": 12}
     timings: dict[str, float] = {}
     ablation = run_ablations(base, StageRunner(out, 1, 0, Timer(timings, lambda *_: None), micro.stage_steps),
                              log=lambda *_: None)

@@ -44,7 +44,7 @@ def build_optimizer(model: nn.Module, spec: OptimizerSpec, device_type: str = "c
     kwargs = dict(lr=spec.lr, betas=tuple(spec.betas), eps=spec.eps)
     # fused AdamW when this torch offers it on this device (detected, never required); elsewhere the multi-tensor
     # (foreach) update, which torch picks by itself only on CUDA: on CPU the per-parameter Python loop of the default
-    # was a tenth of a tiny model's step; the foreach update gives the same bits (tests/test_training.py)
+    # was 6-7 % of a tiny model's step; the foreach update gives the same bits (tests/test_training.py)
     if device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters:
         kwargs["fused"] = True
     elif "foreach" in inspect.signature(torch.optim.AdamW).parameters:
