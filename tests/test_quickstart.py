@@ -11,7 +11,7 @@ from onellm.quickstart.pretrain import clip_zero_shot_accuracy, pretrain_clip
 def test_reduced_quickstart_beats_chance_clearly(tmp_path):
     # its run time (under three minutes on 2 quiet cores) is reported in results["timings"], not asserted here
     results = run_quickstart(tmp_path / "qs", seed=0, scale=REDUCED, log=lambda *_: None)
-    assert set(results["timings"]) >= {"synthetic world", "init", "cache video features", "train stage1",
+    assert set(results["timings"]) >= {"synthetic world", "init", "cache CLIP features", "train stage1",
                                        "train stage2"}
     final = results["stages"]["stage2"]
     for modality, margin in (("image", 0.25), ("video", 0.2), ("point", 0.4)):
@@ -40,10 +40,10 @@ def test_video_features_cached_for_the_stages_equal_clip_on_the_frames(tmp_path,
     from onellm.data.manifest import read_manifest
     from onellm.data.synth import generate_world
     from onellm.features import FeatureStore, feature_key
-    from onellm.quickstart import cache_video_features
+    from onellm.quickstart import cache_clip_features
 
     generate_world(tmp_path / "world", 3, 0, "train", modalities=["video", "image"])
-    out = cache_video_features(model_dir, tmp_path / "world" / "train", tmp_path / "features", num_workers=0)
+    out = cache_clip_features(model_dir, tmp_path / "world" / "train", tmp_path / "features", num_workers=0)
     store, model = FeatureStore(out), OneLLM.from_pretrained(model_dir)
     records = read_manifest(tmp_path / "world" / "train" / "alignment.jsonl")
     videos = [r for r in records if r.modality_key == "video"]
@@ -53,7 +53,7 @@ def test_video_features_cached_for_the_stages_equal_clip_on_the_frames(tmp_path,
         with torch.no_grad():
             expected = model.encode_clip("video", frames[None])[0]
         torch.testing.assert_close(store.get(feature_key(r.id, 0)).float(), expected, atol=1e-6, rtol=1e-5)
-    assert cache_video_features(model_dir, _image_only(tmp_path), tmp_path / "f2", 0) is None
+    assert cache_clip_features(model_dir, _image_only(tmp_path), tmp_path / "f2", 0) is None
 
 
 def _image_only(tmp_path):
@@ -142,7 +142,7 @@ def test_ablation_arms_train_what_they_claim(tmp_path):
     timings: dict[str, float] = {}
     ablation = run_ablations(base, StageRunner(out, 1, 0, Timer(timings, lambda *_: None), micro.stage_steps),
                              log=lambda *_: None)
-    assert ablation["joint"]["steps"] == {"depth": 4, "normal": 2, "imu": 6, "fmri": 1}
+    assert ablation["joint"]["steps"] == {"depth": 6, "normal": 2, "imu": 6, "fmri": 1}
     for m, steps in ablation["joint"]["steps"].items():
         summary = json.loads((out / f"ablation-stage3-{m}-alone" / "train_summary.json").read_text())
         used = json.loads((out / f"ablation-stage3-{m}-alone" / "recipe.json").read_text())

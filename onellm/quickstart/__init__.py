@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .stages import (STAGES, StageRunner, Timer, attribute_hits, below_bar, format_table, recipes_dir,
                      subset_requests)
 
-__all__ = ["FULL", "REDUCED", "STAGES", "Scale", "attribute_hits", "below_bar", "cache_video_features", "format_table",
+__all__ = ["FULL", "REDUCED", "STAGES", "Scale", "attribute_hits", "below_bar", "cache_clip_features", "format_table",
            "pretrain_stand_ins", "recipes_dir", "run_quickstart", "subset_requests"]
 
 
@@ -127,23 +127,27 @@ def pretrain_stand_ins(model_dir: str | Path, work: str | Path, seed: int = 0, s
     return model_dir
 
 
-def cache_video_features(model_dir: Path, train_dir: Path, out: Path, num_workers: int) -> Path | None:
-    """CLIP features of the training videos (``onellm cache-features``), read by every stage instead of running
-    CLIP on 15 frames per video each step (a video step cost three audio steps). Exact: CLIP stays frozen in every
-    tiny recipe and videos are not augmented. Images, depth and normal maps are randomly cropped in training, so
-    they keep running CLIP. None when the world has no videos."""
+def cache_clip_features(model_dir: Path, train_dir: Path, out: Path, num_workers: int) -> Path | None:
+    """CLIP features of the training inputs that reach the UPM through the frozen CLIP alone and whose training load
+    draws no augmentation (of the eight modalities: video), encoded once (``onellm cache-features``) and read by
+    every stage instead of running CLIP on, for a video, 15 frames each step (such a step cost three audio steps).
+    Exact: CLIP stays frozen in every tiny recipe. Images, depth and normal maps are randomly cropped in training,
+    so they keep running CLIP. None when the world has no such inputs."""
     from ..data.manifest import read_manifest
     from ..features import cache_features
     from ..model import OneLLM
+    from ..modalities import get as modality_definition
 
-    records = [r for r in read_manifest(train_dir / "alignment.jsonl") if r.modality_key == "video"]
+    model = OneLLM.from_pretrained(model_dir)
+    exact = {m for m in model.config.modalities
+             if modality_definition(m).uses_clip_patches and not modality_definition(m).loader.augments}
+    records = [r for r in read_manifest(train_dir / "alignment.jsonl") if any(i.modality in exact for i in r.inputs)]
     if not records:
         return None
     shutil.rmtree(out, ignore_errors=True)
-    model = OneLLM.from_pretrained(model_dir)
-    counts = cache_features(model, records, out, num_workers=num_workers, progress=False, modalities={"video"})
+    counts = cache_features(model, records, out, num_workers=num_workers, progress=False, modalities=exact)
     if counts["failed"]:
-        raise RuntimeError(f"{out}: {counts['failed']} world videos could not be encoded")
+        raise RuntimeError(f"{out}: {counts['failed']} training inputs could not be encoded")
     return out
 
 
@@ -172,8 +176,8 @@ def run_quickstart(out: str | Path, seed: int = 0, scale: Scale = FULL, log: Cal
             generate_world(world, n, split_seed, split, modalities=scale.modalities, config=config)
 
     pretrain_stand_ins(out / "init", out / "pretrained", seed, scale, log, timings, results)
-    with timed("cache video features"):
-        features = cache_video_features(out / "init", world / "train", out / "features", num_workers)
+    with timed("cache CLIP features"):
+        features = cache_clip_features(out / "init", world / "train", out / "features", num_workers)
     runner = StageRunner(out, seed, num_workers, timed, scale.stage_steps, features)
     previous = out / "init"
     curves: dict[str, list[float]] = results.pop("curves_pretrain")
