@@ -134,13 +134,12 @@ def cache_clip_features(model_dir: Path, train_dir: Path, out: Path, num_workers
     Exact: CLIP stays frozen in every tiny recipe. Images, depth and normal maps are randomly cropped in training,
     so they keep running CLIP. None when the world has no such inputs."""
     from ..data.manifest import read_manifest
-    from ..features import cache_features
+    from ..features import cache_features, cacheable
     from ..model import OneLLM
     from ..modalities import get as modality_definition
 
     model = OneLLM.from_pretrained(model_dir)
-    exact = {m for m in model.config.modalities
-             if modality_definition(m).uses_clip_patches and not modality_definition(m).loader.augments}
+    exact = {m for m in model.config.modalities if cacheable(m) and not modality_definition(m).loader.augments}
     records = [r for r in read_manifest(train_dir / "alignment.jsonl") if any(i.modality in exact for i in r.inputs)]
     if not records:
         return None
