@@ -42,6 +42,10 @@ class Terminal:
         def controlling_terminal():  # a session of its own with the pty as its terminal: Ctrl-C sends SIGINT
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # as a login shell would start it: a test run launched in the background (`cmd &` in a script) ignores
+            # SIGINT, and an ignored signal stays ignored across exec, so Ctrl-C would never reach the chat
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
         self.proc = subprocess.Popen([sys.executable, "-m", "onellm.cli", *args], stdin=slave, stdout=slave,
                                      stderr=slave, cwd=ROOT, env=env, preexec_fn=controlling_terminal)
