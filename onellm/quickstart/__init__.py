@@ -136,14 +136,14 @@ def cache_clip_features(model_dir: Path, train_dir: Path, out: Path, num_workers
     from ..data.manifest import read_manifest
     from ..features import cache_features, cacheable
     from ..model import OneLLM
-    from ..modalities import get as modality_definition
+    from ..modalities import get as modality_definition, names
 
-    model = OneLLM.from_pretrained(model_dir)
-    exact = {m for m in model.config.modalities if cacheable(m) and not modality_definition(m).loader.augments}
+    exact = {m for m in names() if cacheable(m) and not modality_definition(m).loader.augments}
     records = [r for r in read_manifest(train_dir / "alignment.jsonl") if any(i.modality in exact for i in r.inputs)]
     if not records:
-        return None
+        return None  # without loading the model
     shutil.rmtree(out, ignore_errors=True)
+    model = OneLLM.from_pretrained(model_dir)
     counts = cache_features(model, records, out, num_workers=num_workers, progress=False, modalities=exact)
     if counts["failed"]:
         raise RuntimeError(f"{out}: {counts['failed']} training inputs could not be encoded")
